@@ -1,0 +1,55 @@
+"""propworkload: property-based, stateful workloads for HTTP services.
+
+A model is a Hypothesis ``RuleBasedStateMachine`` derived from :class:`Model`; the names
+Hypothesis users know (``rule``, ``invariant``, ``precondition``, ``initialize``,
+``Bundle``, ``consumes``, ``multiple``) are re-exported unchanged.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from hypothesis.stateful import (
+    Bundle,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from ._cli import main
+from ._errors import (
+    InvalidModel,
+    InvalidOption,
+    InvariantFailure,
+    PropworkloadError,
+    SetupFailed,
+    TargetError,
+    TargetUnreachable,
+)
+from ._model import Model
+
+try:
+    __version__ = version("propworkload")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+source"
+
+__all__ = [
+    "Bundle",
+    "InvalidModel",
+    "InvalidOption",
+    "InvariantFailure",
+    "Model",
+    "PropworkloadError",
+    "SetupFailed",
+    "TargetError",
+    "TargetUnreachable",
+    "__version__",
+    "consumes",
+    "initialize",
+    "invariant",
+    "main",
+    "multiple",
+    "precondition",
+    "rule",
+]

@@ -1,0 +1,191 @@
+"""The console output of a run: the contract of ``../DESIGN.md`` ("Output contract").
+
+::
+
+    SEED 1234 model=payments target=http://127.0.0.1:8000
+    INVARIANT FAIL charged_once expected=1 actual=2 customer=cus_7f3a key=k0 step=3
+      minimal sequence (3 steps, shrunk from 37):
+        1. k0 = charge(amount=1)     -> 201 ch_91a2
+        2. refund_full(key=k0)       -> 201 re_0c1d
+        3. retry_charge(key=k0)      -> 201 ch_77b0
+      trace: .propworkload/traces/payments-1234-20261127-171500.json
+    SUMMARY failed examples=14 steps=212 seconds=3.1
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any, TextIO
+
+from ._engine import RunResult
+from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
+from ._record import Step
+
+__all__ = ["ConsoleReporter", "focus", "format_result", "format_step", "short"]
+
+_BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
+VALUE_WIDTH = 60
+CALL_WIDTH = 44
+
+
+def short(value: Any, width: int = VALUE_WIDTH) -> str:
+    """``value`` on one line, at most ``width`` characters; plain words unquoted."""
+    if isinstance(value, str) and _BARE.match(value):
+        text = value
+    elif value is None or isinstance(value, bool):
+        text = repr(value)
+    elif isinstance(value, str | int | float):
+        text = json.dumps(value)
+    else:
+        try:
+            text = json.dumps(value, separators=(",", ":"), sort_keys=False, default=repr)
+        except (TypeError, ValueError):
+            text = repr(value)
+    text = " ".join(text.split())
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    return text
+
+
+_MISSING = object()
+_IDENTITY = ("id", "key", "name")
+
+
+def focus(expected: Any, actual: Any) -> tuple[Any, Any]:
+    """The parts of ``expected`` and ``actual`` that differ.
+
+    Dicts keep the differing keys (and identity keys such as ``id`` that tell items
+    apart); equal-length lists keep the differing items, keyed ``"[i]"``.
+    """
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        keys = [
+            k
+            for k in {**expected, **actual}
+            if expected.get(k, _MISSING) != actual.get(k, _MISSING)
+        ]
+        same_ids = [k for k in _IDENTITY if k in expected and expected.get(k) == actual.get(k)]
+        picked_e: dict[str, Any] = {k: expected[k] for k in same_ids}
+        picked_a: dict[str, Any] = {k: actual[k] for k in same_ids}
+        for k in keys:
+            e, a = focus(expected.get(k, _MISSING), actual.get(k, _MISSING))
+            if e is not _MISSING:
+                picked_e[k] = e
+            if a is not _MISSING:
+                picked_a[k] = a
+        return picked_e, picked_a
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        differ = [i for i, (e, a) in enumerate(zip(expected, actual, strict=True)) if e != a]
+        pairs = {f"[{i}]": focus(expected[i], actual[i]) for i in differ}
+        return {k: e for k, (e, _) in pairs.items()}, {k: a for k, (_, a) in pairs.items()}
+    return expected, actual
+
+
+def _expected_actual(expected: Any, actual: Any) -> tuple[str, str]:
+    shown_e, shown_a = short(expected), short(actual)
+    if shown_e.endswith("...") or shown_a.endswith("..."):
+        focused_e, focused_a = focus(expected, actual)
+        shown_e, shown_a = short(focused_e), short(focused_a)
+    return shown_e, shown_a
+
+
+def _outcome(step: Step) -> str:
+    if step.failed_check is not None:
+        return f"{_http_outcome(step)}  [{step.failed_check} failed]"
+    if step.error is not None:
+        return f"raised {short(step.error)}"
+    return _http_outcome(step)
+
+
+def _http_outcome(step: Step) -> str:
+    exchanges = step.own_exchanges()
+    if not exchanges:
+        return "ok"
+    last = exchanges[-1]
+    if last.status is None:
+        return short(last.error or "no response")
+    body = last.json()
+    detail = ""
+    if isinstance(body, dict):
+        for field in ("id", "error"):
+            if isinstance(body.get(field), str | int):
+                detail = f" {short(body[field], 32)}"
+                break
+    return f"{last.status}{detail}"
+
+
+def format_step(step: Step) -> tuple[str, str]:
+    """The call (``k0 = charge(amount=1)``) and outcome (``201 ch_91a2``) of a step."""
+    args = ", ".join(f"{k}={short(v, 32)}" for k, v in step.arguments.items())
+    call = f"{step.rule}({args})"
+    if step.result is not None:
+        call = f"{short(step.result, 24)} = {call}"
+    return call, _outcome(step)
+
+
+def format_result(result: RunResult) -> list[str]:
+    """The lines printed when a run ends (after the SEED line)."""
+    lines: list[str] = []
+    if result.failure is not None and result.example is not None:
+        failure = result.failure
+        ids = " ".join(f"{k}={short(v, 40)}" for k, v in failure.ids.items() if v is not None)
+        expected, actual = _expected_actual(failure.expected, failure.actual)
+        head = f"INVARIANT FAIL {failure.invariant} expected={expected} actual={actual}"
+        lines.append(" ".join(part for part in (head, ids, f"step={failure.step}") if part))
+        steps = result.example.steps
+        first = result.first_example
+        n = len(steps)
+        noun = "step" if n == 1 else "steps"
+        if result.flaky:
+            lines.append(
+                f"  failing sequence ({n} {noun}; flaky: it did not fail again when re-run):"
+            )
+        else:
+            origin = f", shrunk from {len(first.steps)}" if first is not None else ""
+            stopped = "; shrinking stopped at the time budget" if result.stopped else ""
+            lines.append(f"  minimal sequence ({n} {noun}{origin}{stopped}):")
+        calls = [format_step(step) for step in steps]
+        width = min(max((len(c) for c, _ in calls), default=0), CALL_WIDTH)
+        number_width = len(str(len(steps)))
+        for step, (call, outcome) in zip(steps, calls, strict=True):
+            number = f"{step.index}.".rjust(number_width + 1)
+            lines.append(f"    {number} {call.ljust(width)} -> {outcome}")
+        if result.trace_path is not None:
+            lines.append(f"  trace: {result.trace_path}")
+    else:
+        for name, count in result.checks.items():
+            lines.append(f"INVARIANT PASS {name} checks={count}")
+    verdict = "passed" if result.passed else "failed"
+    extra = f" stopped={result.stopped.replace(' ', '-')}" if result.stopped else ""
+    lines.append(
+        f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
+        f"seconds={result.seconds:.1f}{extra}"
+    )
+    return lines
+
+
+class ConsoleReporter:
+    """Prints a run's events in the workload output format."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._print(f"SEED {event.seed} model={event.model} target={event.target}")
+        elif isinstance(event, Notice):
+            self._print(f"NOTE {event.message}")
+        elif isinstance(event, FailureFound) and event.first:
+            failure = event.example.failure
+            name = failure.invariant if failure else "?"
+            self._print(
+                f"FOUND {name} in example {event.example.number} "
+                f"({len(event.example.steps)} steps); shrinking"
+            )
+        elif isinstance(event, RunFinished):
+            for line in format_result(event.result):
+                self._print(line)

@@ -1,0 +1,235 @@
+"""Runs a model under Hypothesis and turns what happened into a :class:`RunResult`.
+
+The engine never prints. It publishes a :class:`RunState` for the model instances,
+runs Hypothesis's state-machine test with settings derived from :class:`RunConfig`,
+and emits events (see ``_events``) to its listeners as examples finish.
+
+Budget: generation stops at 70% of ``time_budget``; once a failure is found, shrinking may
+use the rest. Both stop by raising :class:`StopRun` (a ``BaseException``) from inside the
+next example, so Hypothesis ends at once; the tool then reports from its own records.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+import attrs
+import httpx
+import hypothesis
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.errors import Flaky, HypothesisException, Unsatisfiable
+from hypothesis.reporting import with_reporter
+from hypothesis.stateful import run_state_machine_as_test
+
+from ._errors import InvalidModel, PropworkloadError, TargetUnreachable
+from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
+from ._model import Model
+from ._record import ExampleRecord, Failure
+from ._runtime import RunState, StopRun, using_run
+
+__all__ = ["RunConfig", "RunResult", "fresh_seed", "probe", "run_model"]
+
+GENERATE_SHARE = 0.7
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """What to run and how long for."""
+
+    url: str
+    examples: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    steps: int = attrs.field(default=30, validator=attrs.validators.ge(1))
+    seed: int | None = None
+    time_budget: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    model_path: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """How a run ended.
+
+    ``example`` is the minimal failing example (or the original one when the failure was
+    flaky), ``first_example`` the first failing example seen, before shrinking.
+    """
+
+    model: str
+    seed: int
+    target: str
+    passed: bool
+    examples: int
+    steps: int
+    seconds: float
+    checks: dict[str, int]
+    failure: Failure | None = None
+    example: ExampleRecord | None = None
+    first_example: ExampleRecord | None = None
+    flaky: bool = False
+    stopped: str | None = None
+    trace_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+def fresh_seed() -> int:
+    """A new random seed (from the OS, never from the ``random`` module Hypothesis seeds)."""
+    return random.SystemRandom().randrange(2**32)
+
+
+def probe(url: str, *, timeout: float = 5.0) -> None:
+    """Raise :class:`TargetUnreachable` unless something answers HTTP at ``url``."""
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            client.get(url)
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise TargetUnreachable(
+            f"cannot reach {url} ({reason}): start the service, or point APP_URL or --url at it"
+        ) from None
+
+
+def _hypothesis_settings(config: RunConfig) -> settings:
+    return settings(
+        max_examples=config.examples,
+        stateful_step_count=config.steps,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
+        print_blob=False,
+    )
+
+
+def run_model(
+    model_cls: type[Model],
+    config: RunConfig,
+    *,
+    listeners: Sequence[Callable[[Event], None]] = (),
+    write_trace: Callable[[ExampleRecord, RunResult | None], Path | None] | None = None,
+) -> RunResult:
+    """Run ``model_cls`` against ``config.url``; return how it went.
+
+    Raises :class:`PropworkloadError` subclasses for usage and target problems.
+    ``write_trace(example, result)`` is called when the first failure is seen (with
+    ``result=None``) and again when the run ends; it returns the trace's path.
+    """
+    seed = config.seed if config.seed is not None else fresh_seed()
+    name = model_cls.model_name()
+    trace_path: Path | None = None
+
+    def emit(event: Event) -> None:
+        nonlocal trace_path
+        if isinstance(event, FailureFound) and event.first and write_trace is not None:
+            trace_path = write_trace(event.example, None)
+        for listener in listeners:
+            listener(event)
+
+    emit(
+        RunStarted(
+            model=name,
+            seed=seed,
+            target=config.url,
+            settings={
+                "examples": config.examples,
+                "steps": config.steps,
+                "time_budget": config.time_budget,
+            },
+        )
+    )
+    probe(config.url)
+
+    started = time.perf_counter()
+    transport = httpx.HTTPTransport(retries=0)
+    state = RunState(
+        url=config.url,
+        transport=transport,
+        emit=emit,
+        generate_deadline=started + GENERATE_SHARE * config.time_budget,
+        hard_deadline=started + config.time_budget,
+    )
+    factory = functools.partial(model_cls)
+    hypothesis.seed(seed)(factory)
+    hypothesis_settings = _hypothesis_settings(config)
+
+    flaky = False
+    try:
+        with using_run(state), with_reporter(lambda _message: None):
+            # Hypothesis documents that the factory may be any callable returning a machine.
+            run_state_machine_as_test(cast("type[Model]", factory), settings=hypothesis_settings)
+    except StopRun as stop:
+        if stop.error is not None:
+            raise stop.error from None
+    except Flaky:
+        flaky = True
+    except Unsatisfiable as exc:
+        if state.first_failure is None:
+            raise InvalidModel(
+                f"{model_cls.__name__}: Hypothesis could not run a single example ({exc}); "
+                "check the preconditions and the bundles the rules draw from"
+            ) from None
+    except HypothesisException as exc:
+        raise InvalidModel(f"{model_cls.__name__}: {type(exc).__name__}: {exc}") from None
+    except PropworkloadError:
+        raise
+    except Exception as exc:
+        if state.last_failure is None:
+            # Raised outside any rule or invariant (the model's __init__ or teardown).
+            raise InvalidModel(
+                f"{model_cls.__name__} raised {_where(exc)}: {type(exc).__name__}: {exc}"
+            ) from None
+    finally:
+        transport.close()
+
+    if state.first_failure is None:
+        example = None
+    elif flaky:
+        example = state.first_failure
+    elif state.stopped:
+        example = state.best_failure
+    else:
+        example = state.last_failure
+    result = RunResult(
+        model=name,
+        seed=seed,
+        target=config.url,
+        passed=example is None,
+        examples=state.examples,
+        steps=state.steps,
+        seconds=time.perf_counter() - started,
+        checks=dict(state.checks),
+        failure=example.failure if example else None,
+        example=example,
+        first_example=state.first_failure,
+        flaky=flaky,
+        stopped=state.stopped,
+        trace_path=trace_path,
+    )
+    if example is not None and write_trace is not None:
+        result = attrs.evolve(result, trace_path=write_trace(example, result))
+    emit(RunFinished(result=result))
+    return result
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    frame = None
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+    if frame is None:
+        return "outside any rule"
+    return f"outside any rule, at {frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def notice(listeners: Sequence[Callable[[Event], None]], message: str) -> None:
+    """Send a :class:`Notice` to ``listeners``."""
+    for listener in listeners:
+        listener(Notice(message=message))

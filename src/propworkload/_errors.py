@@ -1,0 +1,76 @@
+"""The exceptions propworkload raises.
+
+The tool's own errors form one tree; each carries the process exit status the CLI uses::
+
+    PropworkloadError              (exit 2 unless a subclass says otherwise)
+     ├── InvalidModel              a model file or class cannot be used     exit 2
+     ├── InvalidOption             a run option has a bad value             exit 2
+     └── TargetError               the service cannot be used               exit 3
+          ├── TargetUnreachable    connection refused, DNS, timeout on connect
+          └── SetupFailed          a model's reset() hook failed
+
+    InvariantFailure (AssertionError)
+        raised by ``Model.check`` when the service breaks a rule: a finding,
+        not a tool error (exit 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "InvalidModel",
+    "InvalidOption",
+    "InvariantFailure",
+    "PropworkloadError",
+    "SetupFailed",
+    "TargetError",
+    "TargetUnreachable",
+]
+
+
+class PropworkloadError(Exception):
+    """Base class of the errors the tool reports as one line and an exit status."""
+
+    exit_code = 2
+
+
+class InvalidModel(PropworkloadError):
+    """The model file or class cannot be used (no model, syntax error, misused decorator)."""
+
+
+class InvalidOption(PropworkloadError):
+    """A run option has a value that cannot work (for example no target for the model)."""
+
+
+class TargetError(PropworkloadError):
+    """The service under test cannot be used."""
+
+    exit_code = 3
+
+
+class TargetUnreachable(TargetError):
+    """No connection to the target could be made."""
+
+
+class SetupFailed(TargetError):
+    """The model's ``reset()`` hook failed, so no example can start from a known state."""
+
+
+class InvariantFailure(AssertionError):
+    """A rule of the service was broken: ``expected`` and ``actual`` differ.
+
+    Raised by :meth:`propworkload.Model.check`; it carries the invariant's ``name``,
+    ``expected`` and ``actual`` values and the ``ids`` (customer, key, ...) involved.
+    """
+
+    def __init__(
+        self, name: str, *, expected: Any, actual: Any, ids: Mapping[str, Any] | None = None
+    ) -> None:
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+        self.ids = dict(ids or {})
+        shown = " ".join(f"{k}={v}" for k, v in self.ids.items())
+        super().__init__(f"{name} expected={expected!r} actual={actual!r} {shown}".rstrip())

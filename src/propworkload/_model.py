@@ -1,0 +1,306 @@
+"""The base class of models: a Hypothesis state machine that talks HTTP and records itself."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import httpx
+from hypothesis import stateful
+
+from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
+from ._record import ExampleRecord, Failure, RecordingTransport, jsonable
+from ._runtime import RunState, StopRun, current_run
+
+__all__ = ["Model"]
+
+_RULE_MARKERS = (stateful.RULE_MARKER, stateful.INITIALIZE_RULE_MARKER)
+_INVARIANT_MARKER = stateful.INVARIANT_MARKER
+_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Model(stateful.RuleBasedStateMachine):
+    """Base class of propworkload models.
+
+    A model is a Hypothesis ``RuleBasedStateMachine``: write ``@rule``, ``@invariant``,
+    ``@precondition``, ``@initialize`` and ``Bundle`` exactly as in Hypothesis. For every
+    example the base class provides:
+
+    - ``self.http``: an ``httpx.Client`` on the target, with timeouts, that records each
+      exchange into the current step;
+    - ``self.tenant``: a fresh, unique namespace (``tenant_prefix`` + random hex) for the
+      example, so examples never see each other's data, on every run and every replay;
+    - ``self.check(name, expected=..., actual=..., **ids)``: the invariant check.
+
+    Example::
+
+        class Counter(Model):
+            sample = None  # no embedded service: needs APP_URL or --url
+
+            def __init__(self):
+                super().__init__()
+                self.count = 0
+
+            @rule()
+            def increment(self):
+                self.http.post(f"/counters/{self.tenant}/increment")
+                self.count += 1
+
+            @invariant()
+            def count_matches(self):
+                actual = self.http.get(f"/counters/{self.tenant}").json()["value"]
+                self.check("count_matches", expected=self.count, actual=actual,
+                           counter=self.tenant)
+
+        if __name__ == "__main__":
+            main(Counter)
+    """
+
+    #: Name printed on the SEED line; defaults to the class name in lower case.
+    name: ClassVar[str | None] = None
+    #: Name of the embedded sample service used when no URL is given, or None.
+    sample: ClassVar[str | None] = None
+    #: Prefix of ``self.tenant``.
+    tenant_prefix: ClassVar[str] = "t_"
+    #: Seconds an HTTP request may take before it counts as failed.
+    http_timeout: ClassVar[float] = 10.0
+
+    tenant: str
+    http: httpx.Client
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _instrument(cls)
+
+    def __init__(self) -> None:
+        super().__init__()
+        run = current_run()
+        record = run.begin_example()
+        self._pw_run: RunState = run
+        self._pw_example: ExampleRecord = record
+        self._pw_finished = False
+        self.tenant = f"{self.tenant_prefix}{secrets.token_hex(4)}"
+        record.tenant = self.tenant
+        self.http = httpx.Client(
+            base_url=run.url,
+            transport=RecordingTransport(run.transport, record),
+            timeout=httpx.Timeout(self.http_timeout),
+            trust_env=False,
+            headers={"user-agent": "propworkload"},
+        )
+        try:
+            self.reset()
+        except _CONNECT_ERRORS as exc:
+            raise StopRun("target", TargetUnreachable(f"{run.url}: {_describe(exc)}")) from exc
+        except Exception as exc:
+            raise StopRun(
+                "setup", SetupFailed(f"{type(self).__name__}.reset() failed: {_describe(exc)}")
+            ) from exc
+
+    @classmethod
+    def model_name(cls) -> str:
+        """The name printed on the SEED line."""
+        return cls.name or cls.__name__.lower()
+
+    def reset(self) -> None:
+        """Hook: bring the service to a known state before each example.
+
+        Only needed for services without tenancy (where ``self.tenant`` cannot isolate
+        examples). If it raises, the run stops with exit status 3.
+        """
+
+    def check(
+        self, name: str, *, expected: Any, actual: Any, holds: bool | None = None, **ids: Any
+    ) -> None:
+        """Check one invariant; raise :class:`InvariantFailure` when it does not hold.
+
+        It holds when ``expected == actual``, or, if ``holds`` is given, when ``holds`` is
+        true (then ``expected`` and ``actual`` only describe the check). Keyword ``ids``
+        name what is involved (customer, key, ...) and are printed with a failure::
+
+            self.check("charged_once", expected=1, actual=n, customer=self.tenant, key=key)
+            self.check("balance_non_negative", holds=balance >= 0, expected=">=0",
+                       actual=balance, customer=self.tenant)
+        """
+        self._pw_example.checks[name] += 1
+        ok = (expected == actual) if holds is None else bool(holds)
+        if not ok:
+            raise InvariantFailure(name, expected=expected, actual=actual, ids=ids)
+
+    def teardown(self) -> None:
+        """Close the example's client and hand its record to the run.
+
+        A model that overrides ``teardown`` gets this called after its own.
+        """
+        if self._pw_finished:
+            return
+        self._pw_finished = True
+        self.http.close()
+        self._pw_run.finish_example(self._pw_example)
+
+    # -- recording ------------------------------------------------------------------
+
+    def _pw_note_failure(self, exc: Exception, *, rule: str | None, invariant: str | None) -> None:
+        if isinstance(exc, _CONNECT_ERRORS):
+            raise StopRun(
+                "target", TargetUnreachable(f"{self._pw_run.url}: {_describe(exc)}")
+            ) from exc
+        record = self._pw_example
+        if record.failure is not None:
+            return
+        step = record.current_step.index if record.current_step else 0
+        if isinstance(exc, InvariantFailure):
+            record.failure = Failure(
+                invariant=exc.name,
+                expected=exc.expected,
+                actual=exc.actual,
+                ids=exc.ids,
+                step=step,
+                rule=rule,
+            )
+        elif invariant is not None:
+            record.failure = Failure(
+                invariant=invariant,
+                expected="no exception",
+                actual=_describe(exc),
+                ids={},
+                step=step,
+                error=_describe(exc),
+            )
+        else:
+            record.failure = Failure(
+                invariant="unexpected_error",
+                expected="no exception",
+                actual=_describe(exc),
+                ids={"rule": rule},
+                step=step,
+                error=_describe(exc),
+                rule=rule,
+            )
+
+
+def _wrap_rule(fn: Callable[..., Any], bundle_args: dict[str, str]) -> Callable[..., Any]:
+    # Record arguments in the order the rule declares them, not Hypothesis's sorted order.
+    order = {name: i for i, name in enumerate(inspect.signature(fn).parameters)}
+
+    @functools.wraps(fn)
+    def recorded_rule(self: Model, **kwargs: Any) -> Any:
+        self._pw_run.before_step()
+        record = self._pw_example
+        arguments = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.get(k, len(order)))}
+        step = record.begin_step(fn.__name__, jsonable(arguments))
+        step.bundle_args = bundle_args
+        started = time.perf_counter()
+        try:
+            result = fn(self, **kwargs)
+        except Exception as exc:
+            step.error = _describe(exc)
+            if isinstance(exc, InvariantFailure):
+                step.failed_check = exc.name
+            self._pw_note_failure(exc, rule=fn.__name__, invariant=None)
+            raise
+        finally:
+            step.duration_ms = (time.perf_counter() - started) * 1000
+            record.phase = "after"
+        values = result.values if isinstance(result, stateful.MultipleResults) else result
+        step.result = jsonable(values)
+        return result
+
+    recorded_rule._pw_recorded = True  # type: ignore[attr-defined]
+    return recorded_rule
+
+
+def _wrap_invariant(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def recorded_invariant(self: Model) -> Any:
+        with self._pw_example.in_phase("invariant"):
+            try:
+                return fn(self)
+            except Exception as exc:
+                self._pw_note_failure(exc, rule=None, invariant=fn.__name__)
+                raise
+
+    recorded_invariant._pw_recorded = True  # type: ignore[attr-defined]
+    return recorded_invariant
+
+
+def _check_signature(cls: type, name: str, fn: Callable[..., Any], args: list[str]) -> None:
+    try:
+        inspect.signature(fn).bind(None, **dict.fromkeys(args))
+    except TypeError:
+        given = ", ".join(args) or "no arguments"
+        raise InvalidModel(
+            f"{cls.__name__}.{name}{inspect.signature(fn)} cannot take the arguments its "
+            f"decorator draws ({given}): make the parameters match the @rule(...) keywords"
+        ) from None
+
+
+def _instrument(cls: type[Model]) -> None:
+    """Validate the rules and invariants ``cls`` defines and make them record themselves.
+
+    Hypothesis calls ``rule.function(machine, **arguments)`` and ``invariant.function
+    (machine)``; replacing ``function`` on those records (once, here, at class definition)
+    is what lets the tool record every step itself instead of parsing Hypothesis's output.
+    """
+    for name, raw in list(vars(cls).items()):
+        fn = raw.__func__ if isinstance(raw, staticmethod | classmethod) else raw
+        markers = [m for m in (*_RULE_MARKERS, _INVARIANT_MARKER) if hasattr(fn, m)]
+        if not markers:
+            continue
+        if isinstance(raw, staticmethod | classmethod):
+            kind = type(raw).__name__
+            raise InvalidModel(
+                f"{cls.__name__}.{name} is a {kind}, but rules and invariants must be plain "
+                f"methods: remove @{kind} and take `self` as the first parameter"
+            )
+        for marker in markers:
+            spec = getattr(fn, marker)
+            inner = getattr(spec, "function", None)
+            if not callable(inner):  # pragma: no cover - guards against Hypothesis changes
+                raise InvalidModel(
+                    f"this Hypothesis version stores {marker} differently; "
+                    "install a version the project supports (see pyproject.toml)"
+                )
+            if getattr(inner, "_pw_recorded", False):
+                continue
+            if marker == _INVARIANT_MARKER:
+                _check_signature(cls, name, inner, [])
+                wrapped = _wrap_invariant(inner)
+            else:
+                arguments = dict(spec.arguments)
+                _check_signature(cls, name, inner, list(arguments))
+                bundles = {
+                    k: v.name for k, v in arguments.items() if isinstance(v, stateful.Bundle)
+                }
+                wrapped = _wrap_rule(inner, bundles)
+            # Rule is a mutable dataclass, Invariant a frozen one: set it the same way.
+            object.__setattr__(spec, "function", wrapped)
+    if "teardown" in vars(cls):
+        user_teardown = vars(cls)["teardown"]
+
+        @functools.wraps(user_teardown)
+        def teardown(self: Model) -> None:
+            try:
+                user_teardown(self)
+            finally:
+                Model.teardown(self)
+
+        cls.teardown = teardown  # type: ignore[method-assign]
+
+
+def rules_of(cls: type[Model]) -> list[str]:
+    """Names of the rules (including initialize rules) a model class defines or inherits."""
+    names = []
+    for name, member in inspect.getmembers(cls):
+        if any(hasattr(member, m) for m in _RULE_MARKERS):
+            names.append(name)
+    return names

@@ -1,0 +1,226 @@
+"""What the tool records of every example it runs, independently of Hypothesis.
+
+An :class:`ExampleRecord` holds the steps of one example (rule, arguments, result or
+error) and every HTTP exchange made during it, captured by :class:`RecordingTransport`,
+which wraps the real ``httpx`` transport. Headers and query parameters that look like
+secrets are redacted *when recorded*, so no later consumer (trace, console, report) can
+leak them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import attrs
+import httpx
+
+__all__ = [
+    "BODY_LIMIT",
+    "ExampleRecord",
+    "Exchange",
+    "Failure",
+    "RecordingTransport",
+    "Step",
+    "jsonable",
+    "redact_headers",
+]
+
+#: Request and response bodies are cut to this many characters in records and traces.
+BODY_LIMIT = 4096
+REDACTED = "[redacted]"
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+_SECRET_PARTS = re.compile(r"key|token|secret|passw", re.IGNORECASE)
+
+
+def _is_secret(name: str) -> bool:
+    return name.lower() in _SECRET_HEADERS or bool(_SECRET_PARTS.search(name))
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as a dict, with secret-looking values replaced by ``[redacted]``."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        shown = REDACTED if _is_secret(name) else value
+        out[name] = f"{out[name]}, {shown}" if name in out else shown
+    return out
+
+
+def _redact_target(url: httpx.URL) -> str:
+    """Path and query of ``url``, secret-looking query values redacted."""
+    target = url.raw_path.decode("ascii", "replace")
+    if not url.query:
+        return target
+    pairs = parse_qsl(url.query.decode("ascii", "replace"), keep_blank_values=True)
+    query = urlencode([(k, REDACTED if _is_secret(k) else v) for k, v in pairs])
+    return f"{url.path}?{query}"
+
+
+def _cut(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    if len(text) <= BODY_LIMIT:
+        return text
+    return text[:BODY_LIMIT] + f"...[{len(text) - BODY_LIMIT} more characters]"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (attrs classes as dicts, unknown objects as repr)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if attrs.has(type(value)):
+        return jsonable(attrs.asdict(value, recurse=False))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return repr(value)
+
+
+@attrs.define
+class Exchange:
+    """One HTTP request and its response (or the transport error that replaced it)."""
+
+    method: str
+    target: str
+    request_headers: dict[str, str]
+    request_body: str
+    status: int | None
+    response_headers: dict[str, str]
+    response_body: str
+    duration_ms: float
+    phase: str
+    error: str | None = None
+
+    def json(self) -> Any:
+        """The response body parsed as JSON, or None."""
+        import json
+
+        try:
+            return json.loads(self.response_body)
+        except ValueError:
+            return None
+
+
+@attrs.define
+class Step:
+    """One executed rule: its name, arguments, outcome and the exchanges it made."""
+
+    index: int
+    rule: str
+    arguments: dict[str, Any]
+    exchanges: list[Exchange] = attrs.field(factory=list)
+    bundle_args: dict[str, str] = attrs.field(factory=dict)
+    result: Any = None
+    error: str | None = None
+    failed_check: str | None = None
+    duration_ms: float = 0.0
+
+    def own_exchanges(self) -> list[Exchange]:
+        """Exchanges made by the rule itself (not by the invariants checked after it)."""
+        return [e for e in self.exchanges if e.phase == "rule"]
+
+
+@attrs.define
+class Failure:
+    """Why an example failed: a broken invariant, or a step that raised."""
+
+    invariant: str
+    expected: Any
+    actual: Any
+    ids: dict[str, Any]
+    step: int
+    error: str | None = None
+    rule: str | None = None
+
+
+@attrs.define
+class ExampleRecord:
+    """Everything the tool saw while running one example."""
+
+    number: int
+    tenant: str = ""
+    setup: list[Exchange] = attrs.field(factory=list)
+    steps: list[Step] = attrs.field(factory=list)
+    failure: Failure | None = None
+    checks: Counter[str] = attrs.field(factory=Counter)
+    phase: str = "setup"
+    started: float = attrs.field(factory=time.perf_counter)
+
+    @property
+    def current_step(self) -> Step | None:
+        return self.steps[-1] if self.steps else None
+
+    def begin_step(self, rule: str, arguments: Mapping[str, Any]) -> Step:
+        step = Step(index=len(self.steps) + 1, rule=rule, arguments=dict(arguments))
+        self.steps.append(step)
+        self.phase = "rule"
+        return step
+
+    @contextmanager
+    def in_phase(self, phase: str) -> Iterator[None]:
+        previous, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = previous
+
+    def add_exchange(self, exchange: Exchange) -> None:
+        step = self.current_step
+        if step is None:
+            self.setup.append(exchange)
+        else:
+            step.exchanges.append(exchange)
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Wraps the run's real transport and records each exchange into one example.
+
+    Closing it does not close the wrapped transport: the run owns that, and reuses its
+    connections across examples.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, record: ExampleRecord) -> None:
+        self._inner = inner
+        self._record = record
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        request_body = _cut(request.read())
+        phase = self._record.phase
+
+        def record(
+            status: int | None, headers: dict[str, str], body: str, error: str | None
+        ) -> None:
+            self._record.add_exchange(
+                Exchange(
+                    method=request.method,
+                    target=_redact_target(request.url),
+                    request_headers=redact_headers(request.headers.multi_items()),
+                    request_body=request_body,
+                    status=status,
+                    response_headers=headers,
+                    response_body=body,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    phase=phase,
+                    error=error,
+                )
+            )
+
+        try:
+            response = self._inner.handle_request(request)
+            body = response.read()
+        except httpx.TransportError as exc:
+            record(None, {}, "", f"{type(exc).__name__}: {exc}")
+            raise
+        record(
+            response.status_code, redact_headers(response.headers.multi_items()), _cut(body), None
+        )
+        return response
+
+    def close(self) -> None:
+        """Leave the shared transport open; the run closes it."""

@@ -1,0 +1,133 @@
+"""The state of one run, shared by the engine and the model instances it creates.
+
+Hypothesis builds a fresh model instance for every example and gives it no arguments, so
+the engine publishes the run (target, shared transport, budget, records) here before it
+starts Hypothesis, and :class:`propworkload.Model` picks it up in ``__init__``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import attrs
+import httpx
+from hypothesis.control import current_build_context
+from hypothesis.errors import InvalidArgument
+
+from ._errors import InvalidOption, PropworkloadError
+from ._events import Event, ExampleFinished, FailureFound
+from ._record import ExampleRecord
+
+__all__ = ["RunState", "StopRun", "current_run", "using_run"]
+
+
+class StopRun(KeyboardInterrupt):
+    """Ends a Hypothesis run from inside an example.
+
+    Hypothesis takes any ``Exception`` for a failure to shrink, and on other
+    ``BaseException``s it still closes the example's data, which fails its consistency
+    check ("Inconsistent data generation") when an example stops drawing early. Only
+    ``KeyboardInterrupt`` leaves the engine untouched, so a stop is one.
+    """
+
+    def __init__(self, reason: str, error: PropworkloadError | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+def _is_final_replay() -> bool:
+    try:
+        return bool(current_build_context().is_final)
+    except InvalidArgument:  # not inside a Hypothesis test
+        return False
+
+
+@attrs.define
+class RunState:
+    """Target, shared transport, budget and the records of one run."""
+
+    url: str
+    transport: httpx.BaseTransport
+    emit: Callable[[Event], None] = lambda event: None
+    generate_deadline: float | None = None
+    hard_deadline: float | None = None
+    examples: int = 0
+    steps: int = 0
+    checks: Counter[str] = attrs.field(factory=Counter)
+    first_failure: ExampleRecord | None = None
+    best_failure: ExampleRecord | None = None
+    last_failure: ExampleRecord | None = None
+    last_example: ExampleRecord | None = None
+    stopped: str | None = None
+    _started: int = 0
+
+    def _check_budget(self) -> None:
+        deadline = self.hard_deadline if self.first_failure else self.generate_deadline
+        if deadline is not None and time.perf_counter() > deadline and not _is_final_replay():
+            self.stopped = "time budget"
+            raise StopRun("time budget")
+
+    def begin_example(self) -> ExampleRecord:
+        """A new record for the next example; ends the run when the budget is spent."""
+        self._check_budget()
+        self._started += 1
+        return ExampleRecord(number=self._started)
+
+    def before_step(self) -> None:
+        """Called before each rule; ends the run when the budget is spent."""
+        self._check_budget()
+
+    def finish_example(self, record: ExampleRecord) -> None:
+        """Account for a finished example and tell the listeners."""
+        self.examples += 1
+        self.steps += len(record.steps)
+        self.checks.update(record.checks)
+        self.last_example = record
+        if record.failure is not None:
+            first = self.first_failure is None
+            if first:
+                self.first_failure = record
+            if self.best_failure is None or len(record.steps) <= len(self.best_failure.steps):
+                self.best_failure = record
+            self.last_failure = record
+            self.emit(FailureFound(example=record, first=first))
+        self.emit(ExampleFinished(example=record))
+
+
+_CURRENT: ContextVar[RunState | None] = ContextVar("propworkload_run", default=None)
+_STANDALONE: dict[str, Any] = {}
+
+
+@contextmanager
+def using_run(state: RunState) -> Iterator[RunState]:
+    """Publish ``state`` as the current run for the models created inside the block."""
+    token = _CURRENT.set(state)
+    try:
+        yield state
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_run() -> RunState:
+    """The run in progress, or a standalone one on ``APP_URL`` (e.g. ``Model.TestCase``)."""
+    state = _CURRENT.get()
+    if state is not None:
+        return state
+    url = os.environ.get("APP_URL")
+    if not url:
+        raise InvalidOption(
+            "no target for the model: set APP_URL, or run it with `propworkload run MODEL`"
+        )
+    if _STANDALONE.get("url") != url:
+        _STANDALONE["url"] = url
+        _STANDALONE["state"] = RunState(url=url.rstrip("/"), transport=httpx.HTTPTransport())
+    state = _STANDALONE["state"]
+    assert isinstance(state, RunState)
+    return state

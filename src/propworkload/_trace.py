@@ -1,0 +1,136 @@
+"""Trace files: a failing example as JSON, written atomically in the artifact folder.
+
+The folder is ``$PROPWORKLOAD_ARTIFACTS`` if set, else ``.propworkload/`` in the working
+directory; when that cannot be written (simulation guests mount the repository
+read-only) a fresh temporary folder is used and its path reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import hypothesis
+
+from ._record import ExampleRecord, Exchange, Step, jsonable
+
+if TYPE_CHECKING:
+    from ._engine import RunResult
+
+__all__ = ["TRACE_FORMAT", "TRACE_VERSION", "TraceWriter", "artifacts_dir", "write_json_atomic"]
+
+TRACE_FORMAT = "propworkload-trace"
+TRACE_VERSION = 1
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def artifacts_dir(notify: Callable[[str], None] = lambda message: None) -> Path:
+    """The artifact folder, created if needed (see the module docstring)."""
+    configured = os.environ.get("PROPWORKLOAD_ARTIFACTS")
+    preferred = Path(configured) if configured else Path(".propworkload")
+    if _writable(preferred):
+        return preferred
+    fallback = Path(tempfile.mkdtemp(prefix="propworkload-"))
+    notify(f"artifacts: {preferred} is not writable; writing to {fallback}")
+    return fallback
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, sort_keys=False)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _exchange(exchange: Exchange) -> dict[str, Any]:
+    return attrs.asdict(exchange)
+
+
+def _step(step: Step) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "rule": step.rule,
+        "arguments": jsonable(step.arguments),
+        "bundle_arguments": step.bundle_args,
+        "result": jsonable(step.result),
+        "error": step.error,
+        "duration_ms": round(step.duration_ms, 3),
+        "exchanges": [_exchange(e) for e in step.exchanges],
+    }
+
+
+@attrs.define
+class TraceWriter:
+    """Writes the trace of one run's failure; the same path is rewritten as it improves."""
+
+    model_file: str | None
+    model_class: str
+    model_name: str
+    seed: int
+    target: str
+    notify: Callable[[str], None] = lambda message: None
+    path: Path | None = None
+
+    def __call__(self, example: ExampleRecord, result: RunResult | None) -> Path:
+        if self.path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            folder = artifacts_dir(self.notify) / "traces"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / f"{self.model_name}-{self.seed}-{stamp}.json"
+        from . import __version__
+
+        failure = example.failure
+        if result is None:
+            status = "shrinking"
+        elif result.flaky:
+            status = "flaky"
+        elif result.stopped:
+            status = "shrink-stopped"
+        else:
+            status = "minimal"
+        data = {
+            "format": TRACE_FORMAT,
+            "version": TRACE_VERSION,
+            "model": {
+                "file": str(Path(self.model_file).resolve()) if self.model_file else None,
+                "class": self.model_class,
+                "name": self.model_name,
+            },
+            "seed": self.seed,
+            "target": self.target,
+            "propworkload_version": __version__,
+            "hypothesis_version": hypothesis.__version__,
+            "status": status,
+            "shrunk_from": len(result.first_example.steps)
+            if result is not None and result.first_example is not None
+            else len(example.steps),
+            "tenant": example.tenant,
+            "failure": jsonable(attrs.asdict(failure)) if failure else None,
+            "setup_exchanges": [_exchange(e) for e in example.setup],
+            "steps": [_step(s) for s in example.steps],
+        }
+        write_json_atomic(self.path, data)
+        return self.path

@@ -1,0 +1,348 @@
+"""Payments: charges with idempotency keys, partial and full refunds, a customer balance.
+
+A real HTTP service (Starlette, state in SQLite) with seeded bugs switched on by name.
+
+API (JSON bodies)::
+
+    GET  /                                  {"service": "payments"}
+    POST /customers/{customer}/charges      {"amount": 1..1000000}, header Idempotency-Key
+         201 the new charge; 200 the original charge when the key was seen before
+    POST /charges/{id}/refunds              {"amount": n} partial, {} full (what remains)
+         201 {"id", "charge", "amount"}; 409 {"error": "refund_exceeds_charge"}
+         or {"error": "already_refunded"}
+    GET  /charges/{id}                      the charge
+    GET  /customers/{customer}/charges      {"data": [charges, oldest first]}
+    GET  /customers/{customer}/balance      {"customer", "balance"}: charged minus refunded
+
+A charge is ``{"id", "customer", "idempotency_key", "amount", "refunded", "status"}``.
+
+Handlers are ``async`` and never await between reading and writing, so requests are
+applied one at a time; every seeded bug is a logic error some sequence of calls reveals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ._bugs import Bug
+
+__all__ = ["BUGS", "DESCRIPTION", "create_app"]
+
+DESCRIPTION = "charges with idempotency keys, partial and full refunds, a customer balance"
+
+BUGS = (
+    Bug(
+        name="retry-after-refund",
+        description="a retry with the same Idempotency-Key after a refund creates a second "
+        "charge (the key lookup skips refunded charges)",
+        invariant="charged_once",
+        minimal_steps=3,
+    ),
+    Bug(
+        name="refund-over-remaining",
+        description="a partial refund is checked against the charge's amount, not what "
+        "remains of it, so refunds can add up to more than the charge",
+        invariant="refund_within_charge",
+        minimal_steps=3,
+    ),
+    Bug(
+        name="refund-refunded",
+        description="a full refund of a charge that is already fully refunded is accepted "
+        "and refunds the whole amount again",
+        invariant="refund_within_charge",
+        minimal_steps=3,
+    ),
+    Bug(
+        name="balance-negative",
+        description="a full refund after a partial one debits the whole charge from the "
+        "balance, which goes negative",
+        invariant="balance_non_negative",
+        minimal_steps=3,
+    ),
+    Bug(
+        name="retry-credits-balance",
+        description="a retry returns the original charge but credits the balance again",
+        invariant="balance_matches_model",
+        minimal_steps=2,
+    ),
+    Bug(
+        name="same-amount-same-id",
+        description="charge ids derive from customer and amount, so two charges of the same "
+        "amount get the same id",
+        invariant="unique_ids",
+        minimal_steps=2,
+    ),
+    Bug(
+        name="list-hides-partial-refund",
+        description="the list of a customer's charges shows partially refunded charges as "
+        "not refunded at all",
+        invariant="charges_listed",
+        minimal_steps=2,
+    ),
+    Bug(
+        name="read-stale-refund",
+        description="reading a charge serves it from a cache that refunds do not invalidate",
+        invariant="read_your_writes",
+        minimal_steps=3,
+    ),
+)
+
+MAX_AMOUNT = 1_000_000
+
+_SCHEMA = """
+CREATE TABLE customers (
+    id TEXT PRIMARY KEY,
+    balance INTEGER NOT NULL DEFAULT 0
+);
+-- No UNIQUE constraints on purpose: the service enforces its rules in code, so that the
+-- seeded bugs can break them as real bugs do.
+CREATE TABLE charges (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    refunded INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX charges_by_id ON charges (id);
+CREATE INDEX charges_by_key ON charges (customer, idempotency_key);
+CREATE TABLE refunds (
+    id TEXT PRIMARY KEY,
+    charge_seq INTEGER NOT NULL REFERENCES charges (seq),
+    amount INTEGER NOT NULL
+);
+"""
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _status(amount: int, refunded: int) -> str:
+    if refunded == 0:
+        return "succeeded"
+    return "refunded" if refunded >= amount else "partially_refunded"
+
+
+class _Store:
+    def __init__(self, bugs: frozenset[str]) -> None:
+        self.bugs = bugs
+        self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.executescript(_SCHEMA)
+        # Only used with read-stale-refund: charges as they were when last read or created.
+        self.read_cache: dict[str, dict[str, Any]] = {}
+
+    def view(self, row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "customer": row["customer"],
+            "idempotency_key": row["idempotency_key"],
+            "amount": row["amount"],
+            "refunded": row["refunded"],
+            "status": _status(row["amount"], row["refunded"]),
+        }
+
+    def new_charge_id(self, customer: str, amount: int) -> str:
+        if "same-amount-same-id" in self.bugs:
+            digest = hashlib.sha256(f"{customer}:{amount}".encode()).hexdigest()
+            return f"ch_{digest[:12]}"
+        return f"ch_{secrets.token_hex(6)}"
+
+    def find_by_key(self, customer: str, key: str) -> sqlite3.Row | None:
+        query = "SELECT * FROM charges WHERE customer = ? AND idempotency_key = ?"
+        if "retry-after-refund" in self.bugs:
+            query += " AND refunded = 0"
+        row: sqlite3.Row | None = self.db.execute(
+            query + " ORDER BY seq", (customer, key)
+        ).fetchone()
+        return row
+
+    def charge(self, customer: str, key: str, amount: int) -> tuple[dict[str, Any], bool]:
+        """The charge for ``key`` and whether it was created now."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            existing = self.find_by_key(customer, key)
+            if existing is not None:
+                if "retry-credits-balance" in self.bugs:
+                    self._credit(customer, existing["amount"])
+                return self.view(existing), False
+            charge_id = self.new_charge_id(customer, amount)
+            seq = self.db.execute(
+                "INSERT INTO charges (id, customer, idempotency_key, amount) VALUES (?, ?, ?, ?)",
+                (charge_id, customer, key, amount),
+            ).lastrowid
+            self._credit(customer, amount)
+            row = self.db.execute("SELECT * FROM charges WHERE seq = ?", (seq,)).fetchone()
+        view = self.view(row)
+        self.read_cache[charge_id] = view
+        return view, True
+
+    def _credit(self, customer: str, amount: int) -> None:
+        self.db.execute(
+            "INSERT INTO customers (id, balance) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET balance = balance + excluded.balance",
+            (customer, amount),
+        )
+
+    def get(self, charge_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM charges WHERE id = ? ORDER BY seq", (charge_id,)
+        ).fetchone()
+        return row
+
+    def refund(self, charge_id: str, amount: int | None) -> JSONResponse:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.get(charge_id)
+            if row is None:
+                return _error(404, "no_such_charge", f"no charge {charge_id}")
+            remaining = row["amount"] - row["refunded"]
+            debit: int
+            if amount is None:  # full refund: whatever remains
+                if remaining == 0:
+                    if "refund-refunded" not in self.bugs:
+                        return _error(409, "already_refunded", f"{charge_id} is fully refunded")
+                    remaining = row["amount"]
+                amount = remaining
+                debit = amount
+                if "balance-negative" in self.bugs and row["refunded"] > 0:
+                    debit = row["amount"]
+            else:
+                limit = row["amount"] if "refund-over-remaining" in self.bugs else remaining
+                if amount > limit:
+                    return _error(
+                        409,
+                        "refund_exceeds_charge",
+                        f"refund of {amount} exceeds the {remaining} that remains",
+                    )
+                debit = amount
+            refund_id = f"re_{secrets.token_hex(6)}"
+            self.db.execute(
+                "UPDATE charges SET refunded = refunded + ? WHERE seq = ?", (amount, row["seq"])
+            )
+            self.db.execute(
+                "INSERT INTO refunds (id, charge_seq, amount) VALUES (?, ?, ?)",
+                (refund_id, row["seq"], amount),
+            )
+            self._credit(row["customer"], -debit)
+        if "read-stale-refund" not in self.bugs:
+            self.read_cache.pop(charge_id, None)
+        return JSONResponse(
+            {"id": refund_id, "charge": charge_id, "amount": amount}, status_code=201
+        )
+
+    def read(self, charge_id: str) -> dict[str, Any] | None:
+        if "read-stale-refund" in self.bugs and charge_id in self.read_cache:
+            return self.read_cache[charge_id]
+        row = self.get(charge_id)
+        if row is None:
+            return None
+        view = self.view(row)
+        self.read_cache[charge_id] = view
+        return view
+
+    def list(self, customer: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM charges WHERE customer = ? ORDER BY seq", (customer,)
+        ).fetchall()
+        views = [self.view(row) for row in rows]
+        if "list-hides-partial-refund" in self.bugs:
+            for view in views:
+                if view["refunded"] < view["amount"]:
+                    view["refunded"] = 0
+                    view["status"] = "succeeded"
+        return views
+
+    def balance(self, customer: str) -> int:
+        row = self.db.execute("SELECT balance FROM customers WHERE id = ?", (customer,)).fetchone()
+        return int(row["balance"]) if row else 0
+
+
+async def _json_body(request: Request) -> dict[str, Any] | None:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _amount(body: dict[str, Any], *, required: bool) -> int | JSONResponse | None:
+    amount = body.get("amount")
+    if amount is None and not required:
+        return None
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= MAX_AMOUNT:
+        return _error(422, "invalid_amount", f"amount must be an integer in 1..{MAX_AMOUNT}")
+    return amount
+
+
+def create_app(bugs: frozenset[str] = frozenset()) -> Starlette:
+    """The payments app with the named bugs switched on."""
+    unknown = set(bugs) - {bug.name for bug in BUGS}
+    if unknown:
+        raise ValueError(f"unknown payments bugs: {', '.join(sorted(unknown))}")
+    store = _Store(frozenset(bugs))
+
+    async def index(request: Request) -> JSONResponse:
+        return JSONResponse({"service": "payments"})
+
+    async def create_charge(request: Request) -> JSONResponse:
+        key = request.headers.get("idempotency-key")
+        if not key:
+            return _error(400, "missing_idempotency_key", "send an Idempotency-Key header")
+        body = await _json_body(request)
+        if body is None:
+            return _error(400, "invalid_json", "the body must be a JSON object")
+        amount = _amount(body, required=True)
+        if isinstance(amount, JSONResponse):
+            return amount
+        assert amount is not None
+        charge, created = store.charge(request.path_params["customer"], key, amount)
+        if created:
+            return JSONResponse(charge, status_code=201)
+        return JSONResponse(charge, status_code=200, headers={"Idempotent-Replayed": "true"})
+
+    async def create_refund(request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        if body is None:
+            return _error(400, "invalid_json", "the body must be a JSON object")
+        amount = _amount(body, required=False)
+        if isinstance(amount, JSONResponse):
+            return amount
+        return store.refund(request.path_params["charge_id"], amount)
+
+    async def read_charge(request: Request) -> JSONResponse:
+        charge = store.read(request.path_params["charge_id"])
+        if charge is None:
+            return _error(404, "no_such_charge", "no such charge")
+        return JSONResponse(charge)
+
+    async def list_charges(request: Request) -> JSONResponse:
+        return JSONResponse({"data": store.list(request.path_params["customer"])})
+
+    async def balance(request: Request) -> JSONResponse:
+        customer = request.path_params["customer"]
+        return JSONResponse({"customer": customer, "balance": store.balance(customer)})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/customers/{customer}/charges", create_charge, methods=["POST"]),
+            Route("/customers/{customer}/charges", list_charges, methods=["GET"]),
+            Route("/customers/{customer}/balance", balance),
+            Route("/charges/{charge_id}/refunds", create_refund, methods=["POST"]),
+            Route("/charges/{charge_id}", read_charge),
+        ]
+    )
