@@ -5,7 +5,7 @@ Hypothesis users know (``rule``, ``invariant``, ``precondition``, ``initialize``
 ``Bundle``, ``consumes``, ``multiple``) are re-exported unchanged.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib.metadata as _metadata
 
 from hypothesis.stateful import (
     Bundle,
@@ -30,8 +30,8 @@ from ._errors import (
 from ._model import Model
 
 try:
-    __version__ = version("propworkload")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("propworkload")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+source"
 
 __all__ = [

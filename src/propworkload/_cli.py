@@ -27,7 +27,7 @@ __all__ = ["cli", "cli_main", "main"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_EXAMPLES = 100
-DEFAULT_STEPS = 30
+DEFAULT_STEPS = 20
 DEFAULT_TIME_BUDGET = 120.0
 
 
@@ -173,16 +173,20 @@ def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"propworkload: error: {message}", err=True)
+    one_line = " ".join(message.split())
+    click.echo(f"propworkload: error: {one_line}", err=True)
     sys.exit(code)
 
 
 def _invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> NoReturn:
     try:
         code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message())
+        sys.exit(2)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else prog_name
-        _fail(f"{exc.format_message()} (see: {where} --help)", 2)
+        _fail(f"{exc.format_message().rstrip('.')} (see: {where} --help)", 2)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
     except click.Abort:

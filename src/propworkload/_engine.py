@@ -43,7 +43,7 @@ class RunConfig:
 
     url: str
     examples: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-    steps: int = attrs.field(default=30, validator=attrs.validators.ge(1))
+    steps: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     seed: int | None = None
     time_budget: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     model_path: str | None = None

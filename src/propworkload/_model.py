@@ -24,7 +24,8 @@ _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    """``Type: message``, on one line (first line of the message)."""
+    text = str(exc).strip().split("\n", 1)[0]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -233,15 +234,19 @@ def _wrap_invariant(fn: Callable[..., Any]) -> Callable[..., Any]:
     return recorded_invariant
 
 
-def _check_signature(cls: type, name: str, fn: Callable[..., Any], args: list[str]) -> None:
+def _check_signature(
+    cls: type, name: str, fn: Callable[..., Any], args: list[str], *, invariant: bool
+) -> None:
     try:
         inspect.signature(fn).bind(None, **dict.fromkeys(args))
     except TypeError:
-        given = ", ".join(args) or "no arguments"
-        raise InvalidModel(
-            f"{cls.__name__}.{name}{inspect.signature(fn)} cannot take the arguments its "
-            f"decorator draws ({given}): make the parameters match the @rule(...) keywords"
-        ) from None
+        params = ", ".join(inspect.signature(fn).parameters)
+        if invariant:
+            fix = "an @invariant() method takes only self"
+        else:
+            given = ", ".join(args) or "no arguments"
+            fix = f"its @rule draws ({given}): make the parameters match the rule's keywords"
+        raise InvalidModel(f"{cls.__name__}.{name}({params}) cannot be called: {fix}") from None
 
 
 def _instrument(cls: type[Model]) -> None:
@@ -273,11 +278,11 @@ def _instrument(cls: type[Model]) -> None:
             if getattr(inner, "_pw_recorded", False):
                 continue
             if marker == _INVARIANT_MARKER:
-                _check_signature(cls, name, inner, [])
+                _check_signature(cls, name, inner, [], invariant=True)
                 wrapped = _wrap_invariant(inner)
             else:
                 arguments = dict(spec.arguments)
-                _check_signature(cls, name, inner, list(arguments))
+                _check_signature(cls, name, inner, list(arguments), invariant=False)
                 bundles = {
                     k: v.name for k, v in arguments.items() if isinstance(v, stateful.Bundle)
                 }
