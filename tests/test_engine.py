@@ -1,0 +1,87 @@
+"""How runs end: unexpected errors, flaky failures and the time budget, end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from conftest import PAYMENTS_MODEL, Completed
+
+Service = Callable[..., AbstractContextManager[str]]
+
+RAISING_MODEL = """
+from propworkload import Model, rule
+
+class Raising(Model):
+    @rule()
+    def read_balance(self):
+        self.http.get(f"/customers/{self.tenant}/balance").json()["no-such-field"]
+"""
+
+# Fails the first time any example takes a step, then never again: what a failure
+# against a live service looks like when it does not reproduce.
+FLAKY_MODEL = """
+from propworkload import Model, invariant, rule
+
+FAILED = []
+
+class Flaky(Model):
+    @rule()
+    def read_balance(self):
+        self.balance = self.http.get(f"/customers/{self.tenant}/balance").json()["balance"]
+
+    @invariant()
+    def once(self):
+        if hasattr(self, "balance") and not FAILED:
+            FAILED.append(1)
+            self.check("fails_once", expected=0, actual=1, customer=self.tenant)
+"""
+
+
+def _model(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "model.py"
+    path.write_text(text)
+    return str(path)
+
+
+def test_step_that_raises_is_a_failure(
+    payments: Service, propworkload: Callable[..., Completed], tmp_path: Path
+) -> None:
+    """An exception in a rule is reported like a broken invariant, with its rule, exit 1."""
+    with payments() as url:
+        result = propworkload("run", _model(tmp_path, RAISING_MODEL), "--url", url)
+    assert result.code == 1, result.out + result.err
+    assert (
+        "INVARIANT FAIL unexpected_error expected=\"no exception\" "
+        "actual=\"KeyError: 'no-such-field'\" rule=read_balance step=1"
+    ) in result.lines
+    assert "    1. read_balance() -> raised \"KeyError: 'no-such-field'\"" in result.lines
+
+
+def test_failure_that_does_not_reproduce_is_reported_as_flaky(
+    payments: Service, propworkload: Callable[..., Completed], tmp_path: Path
+) -> None:
+    """A failure seen once is still printed from the tool's own recording, marked flaky."""
+    with payments() as url:
+        result = propworkload("run", _model(tmp_path, FLAKY_MODEL), "--url", url, "--seed", "2")
+    assert result.code == 1, result.out + result.err
+    fail = next(line for line in result.lines if line.startswith("INVARIANT FAIL"))
+    assert fail.startswith("INVARIANT FAIL fails_once expected=0 actual=1 customer=t_")
+    assert any("flaky: it did not fail again when re-run" in line for line in result.lines)
+    assert any(line.startswith("  trace: ") for line in result.lines)
+
+
+def test_time_budget_ends_the_search(
+    payments: Service, propworkload: Callable[..., Completed]
+) -> None:
+    """A search with more examples than time stops at the budget and still passes."""
+    with payments() as url:
+        result = propworkload(
+            "run", str(PAYMENTS_MODEL), "--url", url, "--examples", "100000", "--time-budget", "3"
+        )
+    assert result.code == 0, result.out + result.err
+    summary = result.lines[-1]
+    assert summary.startswith("SUMMARY passed") and summary.endswith("stopped=time-budget")
+    examples = int(summary.split("examples=")[1].split()[0])
+    assert 0 < examples < 100000
