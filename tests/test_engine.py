@@ -53,7 +53,7 @@ def test_step_that_raises_is_a_failure(
         result = propworkload("run", _model(tmp_path, RAISING_MODEL), "--url", url)
     assert result.code == 1, result.out + result.err
     assert (
-        "INVARIANT FAIL unexpected_error expected=\"no exception\" "
+        'INVARIANT FAIL unexpected_error expected="no exception" '
         "actual=\"KeyError: 'no-such-field'\" rule=read_balance step=1"
     ) in result.lines
     assert "    1. read_balance() -> raised \"KeyError: 'no-such-field'\"" in result.lines
