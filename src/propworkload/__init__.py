@@ -21,6 +21,7 @@ from ._cli import main
 from ._errors import (
     InvalidModel,
     InvalidOption,
+    InvalidTrace,
     InvariantFailure,
     PropworkloadError,
     SetupFailed,
@@ -28,6 +29,7 @@ from ._errors import (
     TargetUnreachable,
 )
 from ._model import Model
+from ._replay import Replay
 
 try:
     __version__ = _metadata.version("propworkload")
@@ -38,9 +40,11 @@ __all__ = [
     "Bundle",
     "InvalidModel",
     "InvalidOption",
+    "InvalidTrace",
     "InvariantFailure",
     "Model",
     "PropworkloadError",
+    "Replay",
     "SetupFailed",
     "TargetError",
     "TargetUnreachable",

@@ -7,20 +7,27 @@ one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
 import click
 
+from ._database import open_database
 from ._engine import RunConfig, fresh_seed, run_model
-from ._errors import InvalidOption, PropworkloadError
+from ._errors import InvalidOption, InvalidTrace, PropworkloadError
 from ._events import Notice
 from ._loader import load_model
 from ._model import Model
+from ._runtime import StopRun
 from ._target import resolve_target
-from ._trace import TraceWriter
+from ._trace import TraceWriter, artifacts_dir, load_trace
 
 __all__ = ["cli", "cli_main", "main"]
 
@@ -66,6 +73,13 @@ def _run_options(command: F) -> F:
             metavar="SECONDS",
             help="Wall-clock cap: search stops at 70% of it, shrinking at 100%.",
         ),
+        click.option(
+            "--database",
+            default="",
+            metavar="PATH|redis://HOST:PORT/N|none",
+            help="Failure database; saved failures are retried first "
+            "(default: the artifact folder's examples/).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -81,12 +95,18 @@ def _execute(
     steps: int,
     seed: int | None,
     time_budget: float,
+    database: str,
 ) -> int:
     from ._console import ConsoleReporter
 
     console = ConsoleReporter()
     seed = fresh_seed() if seed is None else seed
-    with resolve_target(url, model_cls) as target:
+
+    def notify(message: str) -> None:
+        console(Notice(message=message))
+
+    failures_db = open_database(database, default_folder=lambda: artifacts_dir(notify) / "examples")
+    with resolve_target(url, model_cls) as target, _stop_on_signals():
         config = RunConfig(
             url=target,
             examples=examples,
@@ -94,6 +114,7 @@ def _execute(
             seed=seed,
             time_budget=time_budget,
             model_path=model_path,
+            database=failures_db,
         )
         writer = TraceWriter(
             model_file=model_path,
@@ -101,7 +122,7 @@ def _execute(
             model_name=model_cls.model_name(),
             seed=seed,
             target=target,
-            notify=lambda message: console(Notice(message=message)),
+            notify=notify,
         )
         result = run_model(model_cls, config, listeners=[console], write_trace=writer)
     return result.exit_code
@@ -120,6 +141,92 @@ def run(model: str, **options: Any) -> int:
     """Run MODEL (path/to/model.py[::Class]) as a bounded workload."""
     model_cls, path = load_model(model)
     return _execute(model_cls, str(path), **options)
+
+
+@cli.command()
+@click.argument("trace_file", metavar="TRACE")
+@click.option("--url", help="Service to replay against (default: $APP_URL, else the trace's).")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Replay N times and print reproduced k/N.",
+)
+@click.option(
+    "--model",
+    "model_file",
+    metavar="PATH",
+    help="The model file, when it is no longer where the trace says.",
+)
+@click.option(
+    "--emit-pytest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write a pytest regression test for the trace instead of replaying it.",
+)
+def replay(
+    trace_file: str,
+    url: str | None,
+    repeat: int,
+    model_file: str | None,
+    emit_pytest: Path | None,
+) -> int:
+    """Re-execute the steps recorded in TRACE and say whether the failure happens again."""
+    from ._console import format_replay
+    from ._regression import emit_pytest as write_pytest
+    from ._replay import model_path_from_trace, replay_trace
+    from ._target import check_url
+
+    trace = load_trace(trace_file)
+    model_path = Path(model_file) if model_file else model_path_from_trace(trace, Path(trace_file))
+    if not model_path.is_file():
+        raise InvalidTrace(
+            f"{trace_file}: its model file {model_path} is missing; pass --model PATH"
+        )
+    if emit_pytest is not None:
+        write_pytest(trace, Path(trace_file), model_path, emit_pytest)
+        click.echo(
+            f"wrote {emit_pytest}; run it with: APP_URL=<service> python -m pytest {emit_pytest}"
+        )
+        return 0
+    model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
+    if url:
+        target = check_url(url, "--url")
+    elif os.environ.get("APP_URL"):
+        target = check_url(os.environ["APP_URL"], "APP_URL")
+    else:
+        target = check_url(trace["target"], "the trace's target")
+    steps = len(trace["steps"])
+    click.echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={target} steps={steps}")
+    reproduced = failed = 0
+    shown = False
+    with _stop_on_signals():
+        for run_number in range(1, repeat + 1):
+            outcome = replay_trace(trace, model_cls, target)
+            reproduced += outcome.reproduced
+            failed += outcome.failure is not None
+            if repeat == 1:
+                for line in format_replay(outcome):
+                    click.echo(line)
+                continue
+            verdict = (
+                "reproduced"
+                if outcome.reproduced
+                else (
+                    f"failed with {outcome.failure.invariant}"
+                    if outcome.failure
+                    else "did not reproduce"
+                )
+            )
+            click.echo(f"run {run_number}/{repeat}: {verdict}")
+            if not shown and (outcome.failure is not None or run_number == repeat):
+                shown = True
+                for line in format_replay(outcome):
+                    click.echo(f"  {line}")
+    if repeat > 1:
+        click.echo(f"REPLAY reproduced {reproduced}/{repeat}")
+    return 1 if failed else 0
 
 
 @cli.command()
@@ -172,6 +279,22 @@ def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
     return 0
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT end the run in order: the engine reports what it found so far
+    and rewrites the trace, instead of dying mid-way."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise StopRun("terminated" if signum == signal.SIGTERM else "interrupted")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     one_line = " ".join(message.split())
     click.echo(f"propworkload: error: {one_line}", err=True)
@@ -189,7 +312,7 @@ def _invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) 
         _fail(f"{exc.format_message().rstrip('.')} (see: {where} --help)", 2)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except click.Abort:
+    except (click.Abort, StopRun):
         _fail("interrupted", 130)
     except PropworkloadError as exc:
         _fail(str(exc), exc.exit_code)

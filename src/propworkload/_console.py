@@ -21,9 +21,19 @@ from typing import Any, TextIO
 
 from ._engine import RunResult
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
-from ._record import Step
+from ._record import Failure, Step
+from ._replay import ReplayOutcome
 
-__all__ = ["ConsoleReporter", "focus", "format_result", "format_step", "short"]
+__all__ = [
+    "ConsoleReporter",
+    "fail_line",
+    "focus",
+    "format_replay",
+    "format_result",
+    "format_step",
+    "sequence_lines",
+    "short",
+]
 
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
 VALUE_WIDTH = 60
@@ -124,15 +134,31 @@ def format_step(step: Step) -> tuple[str, str]:
     return call, _outcome(step)
 
 
+def fail_line(failure: Failure) -> str:
+    """``INVARIANT FAIL name expected=... actual=... ids... step=N``."""
+    expected, actual = _expected_actual(failure.expected, failure.actual)
+    head = f"INVARIANT FAIL {failure.invariant} expected={expected} actual={actual}"
+    ids = " ".join(f"{k}={short(v, 40)}" for k, v in failure.ids.items() if v is not None)
+    return " ".join(part for part in (head, ids, f"step={failure.step}") if part)
+
+
+def sequence_lines(steps: list[Step]) -> list[str]:
+    """One numbered line per step: the call, then its outcome."""
+    calls = [format_step(step) for step in steps]
+    width = min(max((len(c) for c, _ in calls), default=0), CALL_WIDTH)
+    number_width = len(str(len(steps)))
+    lines = []
+    for step, (call, outcome) in zip(steps, calls, strict=True):
+        number = f"{step.index}.".rjust(number_width + 1)
+        lines.append(f"    {number} {call.ljust(width)} -> {outcome}")
+    return lines
+
+
 def format_result(result: RunResult) -> list[str]:
     """The lines printed when a run ends (after the SEED line)."""
     lines: list[str] = []
     if result.failure is not None and result.example is not None:
-        failure = result.failure
-        ids = " ".join(f"{k}={short(v, 40)}" for k, v in failure.ids.items() if v is not None)
-        expected, actual = _expected_actual(failure.expected, failure.actual)
-        head = f"INVARIANT FAIL {failure.invariant} expected={expected} actual={actual}"
-        lines.append(" ".join(part for part in (head, ids, f"step={failure.step}") if part))
+        lines.append(fail_line(result.failure))
         steps = result.example.steps
         first = result.first_example
         n = len(steps)
@@ -143,25 +169,61 @@ def format_result(result: RunResult) -> list[str]:
             )
         else:
             origin = f", shrunk from {len(first.steps)}" if first is not None else ""
-            stopped = "; shrinking stopped at the time budget" if result.stopped else ""
+            stopped = ""
+            if result.stopped == "time budget":
+                stopped = "; shrinking stopped at the time budget"
+            elif result.stopped:
+                stopped = f"; shrinking stopped: {result.stopped}"
             lines.append(f"  minimal sequence ({n} {noun}{origin}{stopped}):")
-        calls = [format_step(step) for step in steps]
-        width = min(max((len(c) for c, _ in calls), default=0), CALL_WIDTH)
-        number_width = len(str(len(steps)))
-        for step, (call, outcome) in zip(steps, calls, strict=True):
-            number = f"{step.index}.".rjust(number_width + 1)
-            lines.append(f"    {number} {call.ljust(width)} -> {outcome}")
+        lines.extend(sequence_lines(steps))
         if result.trace_path is not None:
             lines.append(f"  trace: {result.trace_path}")
+            lines.append(f"  replay: propworkload replay {result.trace_path}")
     else:
         for name, count in result.checks.items():
             lines.append(f"INVARIANT PASS {name} checks={count}")
+    if result.saved_dropped:
+        n = result.saved_dropped
+        lines.append(
+            f"SAVED {n} saved failure{'s' if n > 1 else ''} from earlier runs "
+            f"did not fail again and {'were' if n > 1 else 'was'} dropped from the failure database"
+        )
     verdict = "passed" if result.passed else "failed"
     extra = f" stopped={result.stopped.replace(' ', '-')}" if result.stopped else ""
+    if result.saved_retried:
+        reproduced = result.saved_retried - result.saved_dropped
+        extra += f" saved-failures={result.saved_retried} reproduced={reproduced}"
     lines.append(
         f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"
     )
+    return lines
+
+
+def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[str]:
+    """The lines printed for one replay of a trace."""
+    lines: list[str] = []
+    steps = outcome.record.steps
+    n = len(steps)
+    if outcome.failure is not None:
+        lines.append(fail_line(outcome.failure))
+        lines.append(f"  replayed sequence ({n} step{'s' if n != 1 else ''}):")
+        lines.extend(sequence_lines(steps))
+    if outcome.reproduced:
+        assert outcome.failure is not None
+        lines.append(
+            f"REPLAY reproduced: {outcome.expected} failed again at step {outcome.failure.step}"
+        )
+    elif outcome.failure is not None:
+        lines.append(
+            f"REPLAY failed differently: {outcome.failure.invariant}, "
+            f"where the recording failed {outcome.expected}"
+        )
+    else:
+        lines.append(f"REPLAY did not reproduce: {outcome.expected} held through all {n} steps")
+    if differences and outcome.differences and not outcome.reproduced:
+        lines.append("  what differed from the recording:")
+        lines.extend(f"    {line}" for line in outcome.differences)
     return lines
 
 

@@ -11,8 +11,10 @@ next example, so Hypothesis ends at once; the tool then reports from its own rec
 
 from __future__ import annotations
 
+import ast
 import functools
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ from hypothesis.errors import Flaky, HypothesisException, Unsatisfiable
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
+from ._database import WatchedDatabase
 from ._errors import InvalidModel, PropworkloadError, TargetUnreachable
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
 from ._model import Model
@@ -47,6 +50,7 @@ class RunConfig:
     seed: int | None = None
     time_budget: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     model_path: str | None = None
+    database: WatchedDatabase | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -71,6 +75,9 @@ class RunResult:
     flaky: bool = False
     stopped: str | None = None
     trace_path: Path | None = None
+    blob: str | None = None
+    saved_retried: int = 0
+    saved_dropped: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -99,13 +106,13 @@ def _hypothesis_settings(config: RunConfig) -> settings:
         max_examples=config.examples,
         stateful_step_count=config.steps,
         deadline=None,
-        database=None,
+        database=config.database,
         derandomize=False,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
-        phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
-        print_blob=False,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+        print_blob=True,
     )
 
 
@@ -158,9 +165,15 @@ def run_model(
     )
     factory = functools.partial(model_cls)
     hypothesis.seed(seed)(factory)
+    # The failure database keys saved examples by this digest: one key per model, stable
+    # across edits of the model file (Hypothesis would otherwise hash the factory's source).
+    factory._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
+        f"propworkload:{name}:{model_cls.__qualname__}".encode()
+    )
     hypothesis_settings = _hypothesis_settings(config)
 
     flaky = False
+    blob: str | None = None
     try:
         with using_run(state), with_reporter(lambda _message: None):
             # Hypothesis documents that the factory may be any callable returning a machine.
@@ -168,7 +181,15 @@ def run_model(
     except StopRun as stop:
         if stop.error is not None:
             raise stop.error from None
-    except Flaky:
+        state.stopped = state.stopped or stop.reason
+    except Flaky as exc:
+        if state.first_failure is None:
+            # No failure of ours was seen: Hypothesis found the model itself inconsistent,
+            # e.g. a precondition or a bundle that depends on the service's state.
+            first_line = str(exc).strip().split("\n", 1)[0]
+            raise InvalidModel(
+                f"{model_cls.__name__}: {type(exc).__name__}: {first_line}"
+            ) from None
         flaky = True
     except Unsatisfiable as exc:
         if state.first_failure is None:
@@ -181,6 +202,7 @@ def run_model(
     except PropworkloadError:
         raise
     except Exception as exc:
+        blob = _blob(exc)
         if state.last_failure is None:
             # Raised outside any rule or invariant (the model's __init__ or teardown).
             raise InvalidModel(
@@ -212,11 +234,27 @@ def run_model(
         flaky=flaky,
         stopped=state.stopped,
         trace_path=trace_path,
+        blob=blob,
+        saved_retried=len(config.database.retried) if config.database else 0,
+        saved_dropped=len(config.database.dropped) if config.database else 0,
     )
     if example is not None and write_trace is not None:
         result = attrs.evolve(result, trace_path=write_trace(example, result))
     emit(RunFinished(result=result))
     return result
+
+
+_BLOB = re.compile(r"@reproduce_failure\('[^']+', (b'[^']*')\)")
+
+
+def _blob(exc: BaseException) -> str | None:
+    """Hypothesis's reproduction blob (base64 text) from the notes of its final error."""
+    for note in getattr(exc, "__notes__", ()):
+        match = _BLOB.search(note)
+        if match:
+            value = ast.literal_eval(match.group(1))
+            return value.decode("ascii") if isinstance(value, bytes) else None
+    return None
 
 
 def _where(exc: BaseException) -> str:

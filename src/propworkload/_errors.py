@@ -5,6 +5,7 @@ The tool's own errors form one tree; each carries the process exit status the CL
     PropworkloadError              (exit 2 unless a subclass says otherwise)
      ├── InvalidModel              a model file or class cannot be used     exit 2
      ├── InvalidOption             a run option has a bad value             exit 2
+     ├── InvalidTrace              a trace file cannot be read or replayed  exit 2
      └── TargetError               the service cannot be used               exit 3
           ├── TargetUnreachable    connection refused, DNS, timeout on connect
           └── SetupFailed          a model's reset() hook failed
@@ -22,6 +23,7 @@ from typing import Any
 __all__ = [
     "InvalidModel",
     "InvalidOption",
+    "InvalidTrace",
     "InvariantFailure",
     "PropworkloadError",
     "SetupFailed",
@@ -42,6 +44,11 @@ class InvalidModel(PropworkloadError):
 
 class InvalidOption(PropworkloadError):
     """A run option has a value that cannot work (for example no target for the model)."""
+
+
+class InvalidTrace(PropworkloadError):
+    """A trace file is not JSON, not a propworkload trace, of an unknown version, or names
+    a model that cannot be found."""
 
 
 class TargetError(PropworkloadError):

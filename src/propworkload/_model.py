@@ -189,7 +189,9 @@ class Model(stateful.RuleBasedStateMachine):
             )
 
 
-def _wrap_rule(fn: Callable[..., Any], bundle_args: dict[str, str]) -> Callable[..., Any]:
+def _wrap_rule(
+    fn: Callable[..., Any], bundle_args: dict[str, dict[str, Any]], targets: tuple[str, ...]
+) -> Callable[..., Any]:
     # Record arguments in the order the rule declares them, not Hypothesis's sorted order.
     order = {name: i for i, name in enumerate(inspect.signature(fn).parameters)}
 
@@ -200,6 +202,7 @@ def _wrap_rule(fn: Callable[..., Any], bundle_args: dict[str, str]) -> Callable[
         arguments = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.get(k, len(order)))}
         step = record.begin_step(fn.__name__, jsonable(arguments))
         step.bundle_args = bundle_args
+        step.targets = targets
         started = time.perf_counter()
         try:
             result = fn(self, **kwargs)
@@ -212,8 +215,11 @@ def _wrap_rule(fn: Callable[..., Any], bundle_args: dict[str, str]) -> Callable[
         finally:
             step.duration_ms = (time.perf_counter() - started) * 1000
             record.phase = "after"
-        values = result.values if isinstance(result, stateful.MultipleResults) else result
-        step.result = jsonable(values)
+        if isinstance(result, stateful.MultipleResults):
+            step.multiple = True
+            step.result = jsonable(list(result.values))
+        else:
+            step.result = jsonable(result)
         return result
 
     recorded_rule._pw_recorded = True  # type: ignore[attr-defined]
@@ -284,9 +290,12 @@ def _instrument(cls: type[Model]) -> None:
                 arguments = dict(spec.arguments)
                 _check_signature(cls, name, inner, list(arguments), invariant=False)
                 bundles = {
-                    k: v.name for k, v in arguments.items() if isinstance(v, stateful.Bundle)
+                    k: {"bundle": v.name, "consumes": bool(v.consume)}
+                    for k, v in arguments.items()
+                    if isinstance(v, stateful.Bundle)
                 }
-                wrapped = _wrap_rule(inner, bundles)
+                targets = tuple(getattr(t, "name", t) for t in spec.targets)
+                wrapped = _wrap_rule(inner, bundles, targets)
             # Rule is a mutable dataclass, Invariant a frozen one: set it the same way.
             object.__setattr__(spec, "function", wrapped)
     if "teardown" in vars(cls):

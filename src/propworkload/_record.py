@@ -114,7 +114,9 @@ class Step:
     rule: str
     arguments: dict[str, Any]
     exchanges: list[Exchange] = attrs.field(factory=list)
-    bundle_args: dict[str, str] = attrs.field(factory=dict)
+    bundle_args: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    targets: tuple[str, ...] = ()
+    multiple: bool = False
     result: Any = None
     error: str | None = None
     failed_check: str | None = None

@@ -17,10 +17,10 @@ from ._errors import InvalidOption, TargetUnreachable
 from ._model import Model
 from .samples import load_sample, validate_bugs
 
-__all__ = ["resolve_target", "sample_service"]
+__all__ = ["check_url", "resolve_target", "sample_service"]
 
 
-def _check_url(url: str, source: str) -> str:
+def check_url(url: str, source: str) -> str:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -36,11 +36,11 @@ def _check_url(url: str, source: str) -> str:
 def resolve_target(url: str | None, model: type[Model]) -> Iterator[str]:
     """Yield the base URL to test; start and stop the embedded sample service if needed."""
     if url:
-        yield _check_url(url, "--url")
+        yield check_url(url, "--url")
         return
     env = os.environ.get("APP_URL")
     if env:
-        yield _check_url(env, "APP_URL")
+        yield check_url(env, "APP_URL")
         return
     if model.sample is None:
         raise InvalidOption(

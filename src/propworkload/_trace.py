@@ -18,12 +18,20 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import hypothesis
 
+from ._errors import InvalidTrace
 from ._record import ExampleRecord, Exchange, Step, jsonable
 
 if TYPE_CHECKING:
     from ._engine import RunResult
 
-__all__ = ["TRACE_FORMAT", "TRACE_VERSION", "TraceWriter", "artifacts_dir", "write_json_atomic"]
+__all__ = [
+    "TRACE_FORMAT",
+    "TRACE_VERSION",
+    "TraceWriter",
+    "artifacts_dir",
+    "load_trace",
+    "write_json_atomic",
+]
 
 TRACE_FORMAT = "propworkload-trace"
 TRACE_VERSION = 1
@@ -75,8 +83,11 @@ def _step(step: Step) -> dict[str, Any]:
         "rule": step.rule,
         "arguments": jsonable(step.arguments),
         "bundle_arguments": step.bundle_args,
+        "targets": list(step.targets),
+        "multiple": step.multiple,
         "result": jsonable(step.result),
         "error": step.error,
+        "failed_check": step.failed_check,
         "duration_ms": round(step.duration_ms, 3),
         "exchanges": [_exchange(e) for e in step.exchanges],
     }
@@ -103,14 +114,15 @@ class TraceWriter:
         from . import __version__
 
         failure = example.failure
+        reproduced: bool | None = None
         if result is None:
             status = "shrinking"
         elif result.flaky:
-            status = "flaky"
+            status, reproduced = "flaky", False
         elif result.stopped:
             status = "shrink-stopped"
         else:
-            status = "minimal"
+            status, reproduced = "minimal", True
         data = {
             "format": TRACE_FORMAT,
             "version": TRACE_VERSION,
@@ -124,6 +136,8 @@ class TraceWriter:
             "propworkload_version": __version__,
             "hypothesis_version": hypothesis.__version__,
             "status": status,
+            "reproduced": reproduced,
+            "reproduction_blob": result.blob if result is not None else None,
             "shrunk_from": len(result.first_example.steps)
             if result is not None and result.first_example is not None
             else len(example.steps),
@@ -134,3 +148,52 @@ class TraceWriter:
         }
         write_json_atomic(self.path, data)
         return self.path
+
+
+_REQUIRED = {
+    "model": dict,
+    "seed": int,
+    "target": str,
+    "failure": dict,
+    "steps": list,
+}
+_STEP_REQUIRED = {"rule": str, "arguments": dict, "exchanges": list}
+
+
+def load_trace(path: str | Path) -> dict[str, Any]:
+    """Read and check a trace file; :class:`InvalidTrace` (one line) if it cannot be used."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidTrace(f"{path}: no such trace file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidTrace(f"{path}: cannot read the trace ({exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidTrace(
+            f"{path}: not valid JSON ({exc.args[0]}); the trace is damaged, re-run to get a new one"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
+        raise InvalidTrace(f'{path}: not a propworkload trace (no "format": "{TRACE_FORMAT}")')
+    version = data.get("version")
+    if version != TRACE_VERSION:
+        raise InvalidTrace(
+            f"{path}: trace version {version!r} is not supported (this propworkload reads "
+            f"version {TRACE_VERSION}); replay it with the propworkload that wrote it"
+        )
+    for field, kind in _REQUIRED.items():
+        if not isinstance(data.get(field), kind):
+            raise InvalidTrace(f"{path}: field {field!r} is missing or not a {kind.__name__}")
+    for number, step in enumerate(data["steps"], 1):
+        if not isinstance(step, dict) or any(
+            not isinstance(step.get(field), kind) for field, kind in _STEP_REQUIRED.items()
+        ):
+            raise InvalidTrace(
+                f"{path}: step {number} is malformed (needs rule, arguments, exchanges)"
+            )
+    model = data["model"]
+    if not isinstance(model.get("file"), str) or not isinstance(model.get("class"), str):
+        raise InvalidTrace(f"{path}: the model's file and class are missing")
+    return data

@@ -1,0 +1,340 @@
+"""Replaying recorded steps: no search, no generation, the same rules with the same
+arguments, in a fresh namespace, with the model's invariants checked after each step.
+
+:class:`Replay` is the public API (emitted pytest regressions use it);
+:func:`replay_trace` drives it from a trace file and compares the new exchanges with the
+recorded ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import attrs
+import httpx
+from hypothesis import stateful
+
+from ._errors import PropworkloadError
+from ._loader import load_model
+from ._model import Model
+from ._record import ExampleRecord, Exchange, Failure
+from ._runtime import RunState, StopRun, using_run
+
+__all__ = ["Replay", "ReplayOutcome", "replay_trace"]
+
+
+def _members(cls: type[Model], marker: str) -> Iterator[tuple[str, Any]]:
+    for name, member in inspect.getmembers(cls):
+        spec = getattr(member, marker, None)
+        if spec is not None:
+            yield name, spec
+
+
+class Replay:
+    """Run a model's rules by name against a service, checking invariants after each.
+
+    It runs the steps exactly as given, as ``propworkload run`` would have: a fresh
+    tenant, the model's ``reset()`` hook, the invariants after setup and after every step.
+    A broken invariant raises :class:`propworkload.InvariantFailure`. Rules are methods of
+    the replay object::
+
+        with Replay(Payments, url="http://127.0.0.1:8000") as run:
+            k0 = run.charge(amount=1)
+            run.refund(key=k0, amount=None)
+            run.retry_charge(key=k0)
+
+    ``url`` defaults to ``$APP_URL``, else the model's embedded sample service.
+    """
+
+    def __init__(self, model: type[Model], *, url: str | None = None) -> None:
+        self.model = model
+        self.url = url
+        self._rules = dict(_members(model, stateful.RULE_MARKER))
+        self._initializers = dict(_members(model, stateful.INITIALIZE_RULE_MARKER))
+        self._invariants = [spec for _, spec in _members(model, stateful.INVARIANT_MARKER)]
+        self._pending_init = set(self._initializers)
+        self._stack = ExitStack()
+        self._machine: Model | None = None
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], class_name: str | None = None, *, url: str | None = None
+    ) -> Replay:
+        """A replay of the model class ``class_name`` (or the only one) in ``path``."""
+        spec = f"{os.fspath(path)}::{class_name}" if class_name else os.fspath(path)
+        model, _ = load_model(spec)
+        return cls(model, url=url)
+
+    @property
+    def record(self) -> ExampleRecord:
+        """What has been recorded so far: steps, exchanges, the failure if any."""
+        return self.machine._pw_example
+
+    @property
+    def machine(self) -> Model:
+        if self._machine is None:
+            raise RuntimeError("use the Replay in a `with` block")
+        return self._machine
+
+    def __enter__(self) -> Replay:
+        from ._engine import probe
+        from ._target import resolve_target
+
+        try:
+            url = self._stack.enter_context(resolve_target(self.url, self.model))
+            probe(url)
+            transport = httpx.HTTPTransport(retries=0)
+            self._stack.callback(transport.close)
+            self._stack.enter_context(using_run(RunState(url=url, transport=transport)))
+            with _unwrap_stop():
+                self._machine = self.model()
+            self._check_invariants()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._machine is not None:
+                self._machine.teardown()
+        finally:
+            self._stack.close()
+
+    def _check_invariants(self) -> None:
+        machine = self.machine
+        with _unwrap_stop():
+            for invariant in self._invariants:
+                if self._pending_init and not invariant.check_during_init:
+                    continue
+                if all(precondition(machine) for precondition in invariant.preconditions):
+                    invariant.function(machine)
+
+    def step(self, rule: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Run ``rule`` with ``arguments``, then the invariants; return the rule's result."""
+        spec = self._initializers.get(rule) or self._rules.get(rule)
+        if spec is None:
+            known = ", ".join(sorted({*self._rules, *self._initializers}))
+            raise AttributeError(f"{self.model.__name__} has no rule {rule!r} (rules: {known})")
+        self._pending_init.discard(rule)
+        with _unwrap_stop():
+            result = spec.function(self.machine, **(arguments or {}))
+        self._check_invariants()
+        if isinstance(result, stateful.MultipleResults):
+            return tuple(result.values)
+        return result
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_") or (name not in self._rules and name not in self._initializers):
+            raise AttributeError(name)
+
+        def run_rule(**arguments: Any) -> Any:
+            return self.step(name, arguments)
+
+        run_rule.__name__ = name
+        return run_rule
+
+
+@contextmanager
+def _unwrap_stop() -> Iterator[None]:
+    """Turn a run-stopping error (target gone, reset failed) back into that error."""
+    try:
+        yield
+    except StopRun as stop:
+        if stop.error is not None:
+            raise stop.error from None
+        raise
+
+
+@attrs.frozen
+class ReplayOutcome:
+    """One replay of a trace: what ran, whether the recorded failure happened again, and
+    how the exchanges differed from the recording."""
+
+    record: ExampleRecord
+    expected: str
+    failure: Failure | None
+    differences: list[str]
+
+    @property
+    def reproduced(self) -> bool:
+        return self.failure is not None and self.failure.invariant == self.expected
+
+
+def replay_trace(trace: dict[str, Any], model: type[Model], url: str) -> ReplayOutcome:
+    """Replay the steps of ``trace`` once against ``url``."""
+    recorded_bundles: dict[str, list[Any]] = defaultdict(list)
+    replayed_bundles: dict[str, list[Any]] = defaultdict(list)
+    with Replay(model, url=url) as run:
+        for step in trace["steps"]:
+            arguments = _arguments(step, recorded_bundles, replayed_bundles)
+            try:
+                result = run.step(step["rule"], arguments)
+            except PropworkloadError:
+                raise
+            except Exception:
+                break
+            values = list(result) if step.get("multiple") else [result]
+            recorded = step.get("result")
+            recorded_values = recorded if step.get("multiple") else [recorded]
+            for target in step.get("targets", ()):
+                recorded_bundles[target].extend(recorded_values)
+                replayed_bundles[target].extend(values)
+        record = run.record
+    differences = compare(trace, record)
+    return ReplayOutcome(
+        record=record,
+        expected=trace["failure"]["invariant"],
+        failure=record.failure,
+        differences=differences,
+    )
+
+
+def _arguments(
+    step: dict[str, Any],
+    recorded_bundles: dict[str, list[Any]],
+    replayed_bundles: dict[str, list[Any]],
+) -> dict[str, Any]:
+    """The step's arguments, with values drawn from bundles replaced by the values the
+    replay placed at the same positions (ids the service generated differ on each run)."""
+    arguments = dict(step["arguments"])
+    for name, source in step.get("bundle_arguments", {}).items():
+        bundle = source["bundle"]
+        recorded, replayed = recorded_bundles[bundle], replayed_bundles[bundle]
+        if arguments.get(name) not in recorded:
+            continue
+        index = recorded.index(arguments[name])
+        arguments[name] = replayed[index]
+        if source.get("consumes"):
+            del recorded[index], replayed[index]
+    return arguments
+
+
+_GENERATED = re.compile(
+    r"^[A-Za-z]{1,12}_[A-Za-z0-9]{4,}$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+MAX_DIFFERENCES = 20
+
+
+@attrs.define
+class _Names:
+    """Generated names (ids, tenants) matched between the recording and the replay: each
+    recorded name must always be replayed as the same new name."""
+
+    forward: dict[str, str] = attrs.field(factory=dict)
+    backward: dict[str, str] = attrs.field(factory=dict)
+
+    def same(self, recorded: str, replayed: str) -> bool | str:
+        if recorded == replayed:
+            return True
+        if not (_GENERATED.match(recorded) and _GENERATED.match(replayed)):
+            return False
+        if recorded in self.forward:
+            if self.forward[recorded] == replayed:
+                return True
+            return f"(the replay's name for it is {self.forward[recorded]})"
+        if replayed in self.backward:
+            return f"(the replay's name for recorded {self.backward[replayed]})"
+        self.forward[recorded] = replayed
+        self.backward[replayed] = recorded
+        return True
+
+
+def _compare_values(path: str, recorded: Any, replayed: Any, names: _Names, out: list[str]) -> None:
+    if recorded == "[redacted]":
+        return
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        for key in {**recorded, **replayed}:
+            if key not in replayed:
+                out.append(f"{path}.{key} missing, recorded {recorded[key]!r}")
+            elif key not in recorded:
+                out.append(f"{path}.{key}={replayed[key]!r} not in the recording")
+            else:
+                _compare_values(f"{path}.{key}", recorded[key], replayed[key], names, out)
+        return
+    if isinstance(recorded, list) and isinstance(replayed, list):
+        if len(recorded) != len(replayed):
+            out.append(f"{path} has {len(replayed)} items, recorded {len(recorded)}")
+            return
+        for i, (r, p) in enumerate(zip(recorded, replayed, strict=True)):
+            _compare_values(f"{path}[{i}]", r, p, names, out)
+        return
+    if isinstance(recorded, str) and isinstance(replayed, str):
+        same = names.same(recorded, replayed)
+        if same is True:
+            return
+        note = f" {same}" if isinstance(same, str) else ""
+        out.append(f"{path}={replayed}{note}, recorded {recorded}")
+        return
+    if recorded != replayed:
+        out.append(f"{path}={replayed!r}, recorded {recorded!r}")
+
+
+def _body(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _compare_exchange(recorded: dict[str, Any], replayed: Exchange, names: _Names) -> list[str]:
+    out: list[str] = []
+    r_path, p_path = recorded.get("target", "").split("/"), replayed.target.split("/")
+    if len(r_path) == len(p_path):
+        for r, p in zip(r_path, p_path, strict=True):
+            if r and p and names.same(r, p) is not True:
+                out.append(f"request {replayed.target}, recorded {recorded.get('target')}")
+                break
+    if recorded.get("status") != replayed.status:
+        out.append(f"status {replayed.status}, recorded {recorded.get('status')}")
+    _compare_values(
+        "body", _body(recorded.get("response_body", "")), _body(replayed.response_body), names, out
+    )
+    return out
+
+
+def compare(trace: dict[str, Any], record: ExampleRecord) -> list[str]:
+    """Lines saying where the replay's exchanges differ from the recorded ones."""
+    names = _Names()
+    if isinstance(trace.get("tenant"), str) and record.tenant:
+        names.same(trace["tenant"], record.tenant)
+    lines: list[str] = []
+    for recorded_step, replayed_step in zip(trace["steps"], record.steps, strict=False):
+        label = f"step {replayed_step.index} {replayed_step.rule}"
+        recorded_exchanges = recorded_step.get("exchanges", [])
+        for recorded, replayed in zip(recorded_exchanges, replayed_step.exchanges, strict=False):
+            for difference in _compare_exchange(recorded, replayed, names):
+                lines.append(f"{label}: {replayed.method} {replayed.target}: {difference}")
+        if len(recorded_exchanges) != len(replayed_step.exchanges):
+            lines.append(
+                f"{label}: {len(replayed_step.exchanges)} requests, "
+                f"recorded {len(recorded_exchanges)}"
+            )
+    if len(record.steps) < len(trace["steps"]):
+        lines.append(f"stopped after step {len(record.steps)} of {len(trace['steps'])}")
+    if len(lines) > MAX_DIFFERENCES:
+        lines = [*lines[:MAX_DIFFERENCES], f"... and {len(lines) - MAX_DIFFERENCES} more"]
+    return lines
+
+
+def model_path_from_trace(trace: dict[str, Any], trace_path: Path) -> Path:
+    """The model file a trace names (absolute, or relative to the trace)."""
+    recorded = Path(trace["model"]["file"])
+    if recorded.is_absolute():
+        return recorded
+    return (trace_path.parent / recorded).resolve()
