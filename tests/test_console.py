@@ -96,6 +96,7 @@ def test_failure_block_matches_the_contract() -> None:
         "    2. refund(key=k0, amount=None) -> 409 already_refunded",
         "    3. retry_charge(key=k0)        -> 201 ch_2",
         "  trace: t.json",
+        "  replay: propworkload replay t.json",
         "SUMMARY failed examples=20 steps=300 seconds=2.2",
     ]
 

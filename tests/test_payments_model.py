@@ -69,6 +69,13 @@ def test_seeded_bug_is_found_and_named(
     assert fail[0].startswith(f"INVARIANT FAIL {bug.invariant} expected=")
     assert f"minimal sequence ({bug.minimal_steps} steps, shrunk from" in result.out
     assert "Traceback" not in result.out + result.err
+    (trace_line,) = [line for line in result.lines if line.startswith("  trace: ")]
+    trace = trace_line.split("trace: ", 1)[1]
+    assert f"  replay: propworkload replay {trace}" in result.lines
+    with payments(bug.name) as url:
+        replayed = run_command(["-m", "propworkload", "replay", trace, "--url", url])
+    assert replayed.code == 1, replayed.out + replayed.err
+    assert f"REPLAY reproduced: {bug.invariant} failed again at step" in replayed.out
 
 
 @pytest.mark.slow
@@ -89,7 +96,8 @@ def test_retry_bug_minimal_sequence_line_for_line(
         "    3. retry_charge(key=k0)        -> 201 ch_*",
     ]
     assert lines[start + 5].startswith("  trace: ")
-    assert lines[start + 6].startswith("SUMMARY failed examples=")
+    assert lines[start + 6].startswith("  replay: propworkload replay ")
+    assert lines[start + 7].startswith("SUMMARY failed examples=")
 
 
 @pytest.mark.slow

@@ -57,3 +57,20 @@ __all__ = [
     "precondition",
     "rule",
 ]
+
+# Show the public classes as propworkload.X (in tracebacks and reprs), not the private
+# module that defines them.
+for _cls in (
+    InvalidModel,
+    InvalidOption,
+    InvalidTrace,
+    InvariantFailure,
+    Model,
+    PropworkloadError,
+    Replay,
+    SetupFailed,
+    TargetError,
+    TargetUnreachable,
+):
+    _cls.__module__ = __name__
+del _cls

@@ -13,7 +13,14 @@ import httpx
 from hypothesis import stateful
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
-from ._record import ExampleRecord, Failure, RecordingTransport, jsonable
+from ._record import (
+    DEFAULT_REDACT_FIELDS,
+    ExampleRecord,
+    Failure,
+    RecordingTransport,
+    jsonable,
+    redact_fields,
+)
 from ._runtime import RunState, StopRun, current_run
 
 __all__ = ["Model"]
@@ -74,6 +81,9 @@ class Model(stateful.RuleBasedStateMachine):
     tenant_prefix: ClassVar[str] = "t_"
     #: Seconds an HTTP request may take before it counts as failed.
     http_timeout: ClassVar[float] = 10.0
+    #: JSON fields (by name, case-insensitive substring) redacted from recorded bodies and
+    #: from failure values, so they never reach a trace or the console.
+    redact_fields: ClassVar[frozenset[str]] = DEFAULT_REDACT_FIELDS
 
     tenant: str
     http: httpx.Client
@@ -93,7 +103,7 @@ class Model(stateful.RuleBasedStateMachine):
         record.tenant = self.tenant
         self.http = httpx.Client(
             base_url=run.url,
-            transport=RecordingTransport(run.transport, record),
+            transport=RecordingTransport(run.transport, record, redact=self.redact_fields),
             timeout=httpx.Timeout(self.http_timeout),
             trust_env=False,
             headers={"user-agent": "propworkload"},
@@ -160,11 +170,12 @@ class Model(stateful.RuleBasedStateMachine):
             return
         step = record.current_step.index if record.current_step else 0
         if isinstance(exc, InvariantFailure):
+            fields = frozenset(f.lower() for f in self.redact_fields)
             record.failure = Failure(
                 invariant=exc.name,
-                expected=exc.expected,
-                actual=exc.actual,
-                ids=exc.ids,
+                expected=redact_fields(jsonable(exc.expected), fields),
+                actual=redact_fields(jsonable(exc.actual), fields),
+                ids=redact_fields(jsonable(exc.ids), fields),
                 step=step,
                 rule=rule,
             )

@@ -9,6 +9,7 @@ leak them.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -22,12 +23,14 @@ import httpx
 
 __all__ = [
     "BODY_LIMIT",
+    "DEFAULT_REDACT_FIELDS",
     "ExampleRecord",
     "Exchange",
     "Failure",
     "RecordingTransport",
     "Step",
     "jsonable",
+    "redact_fields",
     "redact_headers",
 ]
 
@@ -59,6 +62,35 @@ def _redact_target(url: httpx.URL) -> str:
     pairs = parse_qsl(url.query.decode("ascii", "replace"), keep_blank_values=True)
     query = urlencode([(k, REDACTED if _is_secret(k) else v) for k, v in pairs])
     return f"{url.path}?{query}"
+
+
+#: JSON body fields whose names contain one of these (case-insensitive) are redacted.
+DEFAULT_REDACT_FIELDS = frozenset({"password", "secret", "token"})
+
+
+def redact_fields(value: Any, fields: frozenset[str]) -> Any:
+    """``value`` with the values of dict keys that contain one of ``fields`` redacted."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and any(f in k.lower() for f in fields)
+            else redact_fields(v, fields)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_fields(v, fields) for v in value]
+    return value
+
+
+def _redact_body(body: bytes, fields: frozenset[str]) -> bytes:
+    lowered = body.lower()
+    if not fields or not any(f.encode() in lowered for f in fields):
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(redact_fields(data, fields)).encode()
 
 
 def _cut(body: bytes) -> str:
@@ -98,8 +130,6 @@ class Exchange:
 
     def json(self) -> Any:
         """The response body parsed as JSON, or None."""
-        import json
-
         try:
             return json.loads(self.response_body)
         except ValueError:
@@ -186,13 +216,20 @@ class RecordingTransport(httpx.BaseTransport):
     connections across examples.
     """
 
-    def __init__(self, inner: httpx.BaseTransport, record: ExampleRecord) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        record: ExampleRecord,
+        *,
+        redact: frozenset[str] = DEFAULT_REDACT_FIELDS,
+    ) -> None:
         self._inner = inner
         self._record = record
+        self._redact = frozenset(f.lower() for f in redact)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
-        request_body = _cut(request.read())
+        request_body = _cut(_redact_body(request.read(), self._redact))
         phase = self._record.phase
 
         def record(
@@ -220,7 +257,10 @@ class RecordingTransport(httpx.BaseTransport):
             record(None, {}, "", f"{type(exc).__name__}: {exc}")
             raise
         record(
-            response.status_code, redact_headers(response.headers.multi_items()), _cut(body), None
+            response.status_code,
+            redact_headers(response.headers.multi_items()),
+            _cut(_redact_body(body, self._redact)),
+            None,
         )
         return response
 

@@ -1,0 +1,260 @@
+"""Traces, replay verdicts, pytest regressions, the failure database and redaction,
+against the real payments service."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from conftest import PAYMENTS_MODEL, ROOT, Completed, run_command
+
+Service = Callable[..., AbstractContextManager[str]]
+CLI = Callable[..., Completed]
+
+
+def _trace_of(result: Completed) -> Path:
+    (line,) = [line for line in result.lines if line.startswith("  trace: ")]
+    return Path(line.split("trace: ", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def retry_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trace of the retry-after-refund bug, made once for the tests below."""
+    from propworkload._target import sample_service
+
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    with sample_service("payments", ("retry-after-refund",)) as url:
+        result = run_command(
+            ["-m", "propworkload", "run", str(PAYMENTS_MODEL), "--seed", "1"],
+            env={"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(artifacts)},
+        )
+    assert result.code == 1, result.out + result.err
+    return _trace_of(result)
+
+
+def test_trace_has_the_documented_fields(retry_trace: Path) -> None:
+    """The trace holds model, seed, versions, target, blob, steps with exchanges, the
+    failure and whether it reproduced, as docs/trace-format.md says."""
+    trace = json.loads(retry_trace.read_text())
+    assert trace["format"] == "propworkload-trace" and trace["version"] == 1
+    assert trace["model"] == {"file": str(PAYMENTS_MODEL), "class": "Payments", "name": "payments"}
+    assert trace["seed"] == 1
+    assert {"propworkload_version", "hypothesis_version", "target", "tenant"} <= set(trace)
+    assert trace["status"] == "minimal" and trace["reproduced"] is True
+    assert isinstance(trace["reproduction_blob"], str) and trace["reproduction_blob"]
+    assert trace["failure"]["invariant"] == "charged_once"
+    assert trace["failure"]["ids"]["key"] == "k0"
+    charge, refund, retry = trace["steps"]
+    assert (charge["rule"], charge["arguments"], charge["result"]) == (
+        "charge",
+        {"amount": 1},
+        "k0",
+    )
+    assert charge["targets"] == ["keys"]
+    assert refund["bundle_arguments"] == {"key": {"bundle": "keys", "consumes": False}}
+    exchange = retry["exchanges"][0]
+    assert (exchange["method"], exchange["status"], exchange["phase"]) == ("POST", 201, "rule")
+    assert exchange["target"].startswith("/customers/cus_")
+    assert json.loads(exchange["request_body"]) == {"amount": 1}
+    assert exchange["duration_ms"] > 0
+
+
+def test_replay_against_the_fixed_service_says_what_differed(
+    retry_trace: Path, payments: Service, propworkload: CLI
+) -> None:
+    """Against the correct service: exit 0, 'did not reproduce', and the retry's response
+    is shown to differ (the original charge came back instead of a new one)."""
+    with payments() as url:
+        result = propworkload("replay", str(retry_trace), "--url", url)
+    assert result.code == 0, result.out + result.err
+    assert "REPLAY did not reproduce: charged_once held through all 3 steps" in result.lines
+    differences = result.out.split("what differed from the recording:\n", 1)[1]
+    assert "step 3 retry_charge: POST /customers/cus_" in differences
+    assert "status 200, recorded 201" in differences
+    assert "body.id=ch_" in differences and "the replay's name for recorded ch_" in differences
+
+
+def test_replay_repeat_gives_a_flakiness_verdict(
+    retry_trace: Path, payments: Service, propworkload: CLI
+) -> None:
+    """--repeat N replays N times in fresh namespaces and prints reproduced k/N."""
+    with payments("retry-after-refund") as url:
+        result = propworkload("replay", str(retry_trace), "--url", url, "--repeat", "3")
+    assert result.code == 1
+    assert [line for line in result.lines if line.startswith("run ")] == [
+        "run 1/3: reproduced",
+        "run 2/3: reproduced",
+        "run 3/3: reproduced",
+    ]
+    assert result.lines[-1] == "REPLAY reproduced 3/3"
+
+
+def test_emitted_pytest_fails_on_the_bug_and_passes_when_fixed(
+    retry_trace: Path, payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """The regression test is readable Python that fails while the bug is there."""
+    test_file = tmp_path / "regressions" / "test_retry.py"
+    emitted = propworkload("replay", str(retry_trace), "--emit-pytest", str(test_file))
+    assert emitted.code == 0, emitted.out + emitted.err
+    source = test_file.read_text()
+    assert "        k0 = run.charge(amount=1)\n" in source
+    assert "        run.refund(key=k0, amount=None)\n" in source
+    assert "        run.retry_charge(key=k0)\n" in source
+    pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)]
+    with payments("retry-after-refund") as url:
+        buggy = run_command(pytest_args, env={"APP_URL": url}, cwd=tmp_path)
+    with payments() as url:
+        fixed = run_command(pytest_args, env={"APP_URL": url}, cwd=tmp_path)
+    assert buggy.code == 1, buggy.out
+    assert "InvariantFailure: charged_once expected=1 actual=2" in buggy.out
+    assert fixed.code == 0, fixed.out
+
+
+def _one_line(result: Completed, code: int) -> str:
+    assert result.code == code, result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    (line,) = result.err.strip().splitlines()
+    return line
+
+
+def test_corrupt_trace(propworkload: CLI, tmp_path: Path) -> None:
+    """A trace that is not JSON: exit 2, one line."""
+    path = tmp_path / "bad.json"
+    path.write_text('{"not": "a trace"')
+    assert "not valid JSON" in _one_line(propworkload("replay", str(path)), 2)
+
+
+def test_trace_of_unknown_version(retry_trace: Path, propworkload: CLI, tmp_path: Path) -> None:
+    """A trace from a future schema: exit 2, one line naming both versions."""
+    trace = json.loads(retry_trace.read_text())
+    trace["version"] = 99
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps(trace))
+    line = _one_line(propworkload("replay", str(path)), 2)
+    assert "trace version 99 is not supported" in line and "version 1" in line
+
+
+def test_trace_whose_model_is_missing(retry_trace: Path, propworkload: CLI, tmp_path: Path) -> None:
+    """A trace naming a model file that is gone: exit 2, one line with the fix."""
+    trace = json.loads(retry_trace.read_text())
+    trace["model"]["file"] = str(tmp_path / "gone.py")
+    path = tmp_path / "moved.json"
+    path.write_text(json.dumps(trace))
+    line = _one_line(propworkload("replay", str(path)), 2)
+    assert "gone.py is missing; pass --model PATH" in line
+
+
+def test_failure_database_retries_saved_failures_and_reports_dropped_ones(
+    payments: Service, propworkload: CLI
+) -> None:
+    """A later run retries the saved failure first; when the bug is fixed, the summary says
+    the saved failure no longer reproduces instead of dropping it silently."""
+    args = ("run", str(PAYMENTS_MODEL), "--examples", "30", "--seed")
+    with payments("retry-credits-balance") as url:
+        first = propworkload(*args, "5", env={"APP_URL": url})
+        again = propworkload(*args, "6", env={"APP_URL": url})
+    with payments() as url:
+        fixed = propworkload(*args, "7", env={"APP_URL": url})
+    assert first.code == 1 and "saved-failures" not in first.lines[-1]
+    assert again.code == 1
+    assert again.lines[-1].endswith("saved-failures=1 reproduced=1")
+    assert fixed.code == 0
+    assert fixed.lines[-1].endswith("saved-failures=1 reproduced=0")
+    assert any(line.startswith("SAVED 1 saved failure") for line in fixed.lines)
+
+
+SLOW_MODEL = f"""
+import sys
+import time
+
+sys.path.insert(0, {str(ROOT / "models")!r})
+from payments import Payments
+from propworkload import invariant
+
+
+class SlowPayments(Payments):
+    @invariant()
+    def pace(self):
+        time.sleep(0.02)  # makes shrinking last long enough to be interrupted
+"""
+
+
+def test_sigterm_while_shrinking_leaves_a_replayable_trace(
+    payments: Service, tmp_path: Path
+) -> None:
+    """SIGTERM mid-shrink: the run prints the best failure so far, exits 1, and its trace
+    replays."""
+    model = tmp_path / "slow.py"
+    model.write_text(SLOW_MODEL)
+    artifacts = tmp_path / "artifacts"
+    with payments("retry-credits-balance") as url:
+        env = {"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(artifacts)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "propworkload", "run", str(model), "--seed", "3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**__import__("os").environ, **env},
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if line.startswith("FOUND ") or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+        lines = rest.splitlines()
+        assert proc.returncode == 1, rest + err
+        assert any("shrinking stopped: terminated" in line for line in lines), rest
+        assert lines[-1].startswith("SUMMARY failed") and "stopped=terminated" in lines[-1]
+        trace = next(line for line in lines if line.startswith("  trace: ")).split(": ", 1)[1]
+        replayed = run_command(["-m", "propworkload", "replay", trace, "--url", url])
+    assert replayed.code == 1, replayed.out + replayed.err
+    assert "REPLAY reproduced: balance_matches_model" in replayed.out
+
+
+REDACTION_MODEL = """
+from propworkload import Model, invariant, rule
+
+
+class Leaky(Model):
+    @rule()
+    def charge(self):
+        self.http.post(
+            f"/customers/{self.tenant}/charges?token=qs-secret-1",
+            json={"amount": 3, "password": "pw-secret-2", "card": {"api_token": "tok-secret-3"}},
+            headers={"Authorization": "Bearer auth-secret-4", "Idempotency-Key": "k0"},
+        )
+        self.charged = True
+
+    @invariant()
+    def never_charged(self):
+        if getattr(self, "charged", False):
+            self.check("never_charged", expected={"password": "pw-secret-2"}, actual={})
+"""
+
+
+def test_secrets_never_reach_the_trace_or_the_console(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """Authorization, secret-looking query values and JSON fields are redacted."""
+    model = tmp_path / "leaky.py"
+    model.write_text(REDACTION_MODEL)
+    with payments() as url:
+        result = propworkload("run", str(model), "--url", url, "--seed", "1")
+    assert result.code == 1, result.out + result.err
+    text = _trace_of(result).read_text()
+    for secret in ("qs-secret-1", "pw-secret-2", "tok-secret-3", "auth-secret-4"):
+        assert secret not in text
+        assert secret not in result.out + result.err
+    exchange = json.loads(text)["steps"][0]["exchanges"][0]
+    assert exchange["request_headers"]["authorization"] == "[redacted]"
+    assert json.loads(exchange["request_body"])["password"] == "[redacted]"
