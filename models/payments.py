@@ -123,9 +123,17 @@ class Payments(Model):
         """Refund ``amount`` of the charge, or all that remains of it when None."""
         charge_id = self.ledger.charges[key].id
         body = {} if amount is None else {"amount": amount}
-        response = self.http.post(f"/charges/{charge_id}/refunds", json=body)
-        _expect(response, 201, 409)
-        self.ledger, _ = self.ledger.refund(key, amount)
+        response = _expect(self.http.post(f"/charges/{charge_id}/refunds", json=body), 201, 409)
+        self.ledger, accepted = self.ledger.refund(key, amount)
+        outcome = "accepted" if response.status_code == 201 else "rejected"
+        # A refund beyond what remains must be turned away, and one within it taken.
+        self.check(
+            "refund_accepted" if accepted else "refund_within_charge",
+            expected="accepted" if accepted else "rejected",
+            actual=outcome,
+            charge=charge_id,
+            key=key,
+        )
 
     @rule(key=keys)
     def read(self, key: str) -> None:

@@ -47,6 +47,8 @@ def test_model_with_syntax_error(propworkload: Callable[..., Completed], tmp_pat
     [
         (["--examples", "0"], "Invalid value for '--examples'"),
         (["--time-budget", "-1"], "Invalid value for '--time-budget'"),
+        (["--time-budget", "nan"], "nan is not a finite number of seconds"),
+        (["--url", "http://127.0.0.1:99999"], "has port 99999, outside 1-65535"),
         (["--bogus"], "No such option '--bogus'"),
         (["--url", "ftp://example"], "is not an http(s) URL"),
     ],
@@ -132,3 +134,23 @@ def test_version(propworkload: Callable[..., Completed]) -> None:
     result = propworkload("--version")
     assert result.code == 0
     assert __version__ in result.out
+
+
+def test_budget_too_small_for_one_example(
+    propworkload: Callable[..., Completed], payments: Callable[..., object]
+) -> None:
+    """A budget that ends before the first example is a usage error, not a pass."""
+    with payments() as url:  # type: ignore[attr-defined]
+        result = propworkload("run", str(PAYMENTS_MODEL), "--url", url, "--time-budget", "1e-6")
+    line = _one_line_error(result, 2)
+    assert "ended before one example ran; raise --time-budget" in line
+
+
+def test_model_file_that_exits_while_loading(
+    propworkload: Callable[..., Completed], tmp_path: Path
+) -> None:
+    """sys.exit() at import time is reported as a model error with the fix."""
+    path = tmp_path / "m.py"
+    path.write_text("import sys\nsys.exit('bye')\n")
+    line = _one_line_error(propworkload("run", str(path)), 2)
+    assert "exited while loading" in line

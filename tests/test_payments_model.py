@@ -22,6 +22,7 @@ INVARIANTS = {
     "charged_once",
     "unique_ids",
     "refund_within_charge",
+    "refund_accepted",
     "balance_non_negative",
     "balance_matches_model",
     "charges_listed",

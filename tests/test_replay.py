@@ -152,23 +152,103 @@ def test_trace_whose_model_is_missing(retry_trace: Path, propworkload: CLI, tmp_
     assert "gone.py is missing; pass --model PATH" in line
 
 
+def test_trace_naming_an_unknown_rule(
+    retry_trace: Path, propworkload: CLI, tmp_path: Path, payments: Service
+) -> None:
+    """A trace whose rule the model no longer has: exit 2, one line naming the rule."""
+    trace = json.loads(retry_trace.read_text())
+    trace["steps"][1]["rule"] = "refund_everything"
+    path = tmp_path / "renamed.json"
+    path.write_text(json.dumps(trace))
+    with payments() as url:
+        line = _one_line(propworkload("replay", str(path), "--url", url), 2)
+    assert "runs rule 'refund_everything', which Payments does not have" in line
+
+
+ALWAYS_FAILING = f"""
+import sys
+
+sys.path.insert(0, {str(ROOT / "models")!r})
+from payments import Payments
+from propworkload import invariant
+
+
+class NoChargesAllowed(Payments):
+    @invariant()
+    def no_charges(self):
+        self.check("no_charges", expected=0, actual=len(self.ledger.charges))
+"""
+
+
+def test_trace_from_the_embedded_service_replays_on_a_fresh_one(
+    propworkload: CLI, tmp_path: Path
+) -> None:
+    """With no URL, a run's trace remembers the embedded sample service, and replay starts
+    a new one instead of calling the old, gone port."""
+    model = tmp_path / "strict.py"
+    model.write_text(ALWAYS_FAILING)
+    result = propworkload("run", str(model), "--seed", "1")
+    assert result.code == 1, result.out + result.err
+    assert json.loads(_trace_of(result).read_text())["sample"] == "payments"
+    replayed = propworkload("replay", str(_trace_of(result)))
+    assert replayed.code == 1, replayed.out + replayed.err
+    assert "target=embedded-payments-sample" in replayed.lines[0]
+    assert "REPLAY reproduced: no_charges failed again at step 1" in replayed.lines
+
+
+def test_sigterm_before_any_failure_is_not_a_pass(payments: Service, tmp_path: Path) -> None:
+    """A run stopped by SIGTERM that found nothing exits 143, not 0."""
+    with payments() as url:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "propworkload",
+                "run",
+                str(PAYMENTS_MODEL),
+                "--examples",
+                "100000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **__import__("os").environ,
+                "APP_URL": url,
+                "PROPWORKLOAD_ARTIFACTS": str(tmp_path),
+            },
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("SEED ")
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    assert out.splitlines()[-1].endswith("stopped=terminated")
+
+
 def test_failure_database_retries_saved_failures_and_reports_dropped_ones(
     payments: Service, propworkload: CLI
 ) -> None:
     """A later run retries the saved failure first; when the bug is fixed, the summary says
-    the saved failure no longer reproduces instead of dropping it silently."""
-    args = ("run", str(PAYMENTS_MODEL), "--examples", "30", "--seed")
+    the saved failure no longer reproduces instead of dropping it silently. A pinned seed
+    leaves the database alone, so that it always runs the same steps."""
+    args = ("run", str(PAYMENTS_MODEL), "--examples", "30")
     with payments("retry-credits-balance") as url:
-        first = propworkload(*args, "5", env={"APP_URL": url})
-        again = propworkload(*args, "6", env={"APP_URL": url})
+        first = propworkload(*args, env={"APP_URL": url})
+        again = propworkload(*args, env={"APP_URL": url})
+        pinned = propworkload(*args, "--seed", "4", env={"APP_URL": url})
     with payments() as url:
-        fixed = propworkload(*args, "7", env={"APP_URL": url})
+        fixed = propworkload(*args, env={"APP_URL": url})
     assert first.code == 1 and "saved-failures" not in first.lines[-1]
     assert again.code == 1
     assert again.lines[-1].endswith("saved-failures=1 reproduced=1")
+    assert pinned.code == 1 and "saved-failures" not in pinned.lines[-1]
+    # The pinned run saved its own minimal failure too, perhaps a different one.
     assert fixed.code == 0
-    assert fixed.lines[-1].endswith("saved-failures=1 reproduced=0")
-    assert any(line.startswith("SAVED 1 saved failure") for line in fixed.lines)
+    saved = int(fixed.lines[-1].split("saved-failures=")[1].split()[0])
+    assert saved >= 1 and fixed.lines[-1].endswith(f"saved-failures={saved} reproduced=0")
+    assert any(line.startswith(f"SAVED {saved} saved failure") for line in fixed.lines)
 
 
 SLOW_MODEL = f"""
@@ -249,10 +329,13 @@ def test_secrets_never_reach_the_trace_or_the_console(
     model = tmp_path / "leaky.py"
     model.write_text(REDACTION_MODEL)
     with payments() as url:
-        result = propworkload("run", str(model), "--url", url, "--seed", "1")
+        with_credentials = url.replace("http://", "http://ops:url-secret-5@")
+        result = propworkload("run", str(model), "--url", with_credentials, "--seed", "1")
     assert result.code == 1, result.out + result.err
+    assert "target=http://[redacted]@127.0.0.1:" in result.lines[0]
     text = _trace_of(result).read_text()
-    for secret in ("qs-secret-1", "pw-secret-2", "tok-secret-3", "auth-secret-4"):
+    secrets = ("qs-secret-1", "pw-secret-2", "tok-secret-3", "auth-secret-4", "url-secret-5")
+    for secret in secrets:
         assert secret not in text
         assert secret not in result.out + result.err
     exchange = json.loads(text)["steps"][0]["exchanges"][0]

@@ -7,6 +7,7 @@ one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from ._loader import load_model
 from ._model import Model
 from ._runtime import StopRun
 from ._target import resolve_target
-from ._trace import TraceWriter, artifacts_dir, load_trace
+from ._trace import Artifacts, TraceWriter, load_trace
 
 __all__ = ["cli", "cli_main", "main"]
 
@@ -36,6 +37,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_EXAMPLES = 100
 DEFAULT_STEPS = 20
 DEFAULT_TIME_BUDGET = 120.0
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds")
+    return value
 
 
 def _run_options(command: F) -> F:
@@ -72,6 +79,7 @@ def _run_options(command: F) -> F:
             show_default=True,
             metavar="SECONDS",
             help="Wall-clock cap: search stops at 70% of it, shrinking at 100%.",
+            callback=_finite,
         ),
         click.option(
             "--database",
@@ -100,29 +108,33 @@ def _execute(
     from ._console import ConsoleReporter
 
     console = ConsoleReporter()
+    pinned = seed is not None
     seed = fresh_seed() if seed is None else seed
-
-    def notify(message: str) -> None:
-        console(Notice(message=message))
-
-    failures_db = open_database(database, default_folder=lambda: artifacts_dir(notify) / "examples")
+    artifacts = Artifacts(notify=lambda message: console(Notice(message=message)))
+    failures_db = open_database(database, default_folder=lambda: artifacts.folder() / "examples")
+    embedded = not (url or os.environ.get("APP_URL"))
     with resolve_target(url, model_cls) as target, _stop_on_signals():
-        config = RunConfig(
-            url=target,
-            examples=examples,
-            steps=steps,
-            seed=seed,
-            time_budget=time_budget,
-            model_path=model_path,
-            database=failures_db,
-        )
+        try:
+            config = RunConfig(
+                url=target,
+                examples=examples,
+                steps=steps,
+                seed=seed,
+                time_budget=time_budget,
+                model_path=model_path,
+                database=failures_db,
+                retry_saved=not pinned,
+            )
+        except ValueError as exc:
+            raise InvalidOption(str(exc)) from None
         writer = TraceWriter(
             model_file=model_path,
             model_class=model_cls.__name__,
             model_name=model_cls.model_name(),
             seed=seed,
             target=target,
-            notify=notify,
+            artifacts=artifacts,
+            sample=model_cls.sample if embedded else None,
         )
         result = run_model(model_cls, config, listeners=[console], write_trace=writer)
     return result.exit_code
@@ -191,16 +203,20 @@ def replay(
         )
         return 0
     model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
+    target: str | None
     if url:
-        target = check_url(url, "--url")
+        target = shown = check_url(url, "--url")
     elif os.environ.get("APP_URL"):
-        target = check_url(os.environ["APP_URL"], "APP_URL")
+        target = shown = check_url(os.environ["APP_URL"], "APP_URL")
+    elif trace.get("sample") and trace.get("sample") == model_cls.sample:
+        # The run used the embedded sample service, long gone: start a fresh one.
+        target, shown = None, f"embedded-{trace['sample']}-sample"
     else:
-        target = check_url(trace["target"], "the trace's target")
+        target = shown = check_url(trace["target"], "the trace's target")
     steps = len(trace["steps"])
-    click.echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={target} steps={steps}")
+    click.echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} steps={steps}")
     reproduced = failed = 0
-    shown = False
+    detailed = False
     with _stop_on_signals():
         for run_number in range(1, repeat + 1):
             outcome = replay_trace(trace, model_cls, target)
@@ -220,8 +236,8 @@ def replay(
                 )
             )
             click.echo(f"run {run_number}/{repeat}: {verdict}")
-            if not shown and (outcome.failure is not None or run_number == repeat):
-                shown = True
+            if not detailed and (outcome.failure is not None or run_number == repeat):
+                detailed = True
                 for line in format_replay(outcome):
                     click.echo(f"  {line}")
     if repeat > 1:

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from ._engine import RunResult
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
-from ._record import Failure, Step
+from ._record import Failure, Step, redact_url
 from ._replay import ReplayOutcome
 
 __all__ = [
@@ -238,7 +238,8 @@ class ConsoleReporter:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self._print(f"SEED {event.seed} model={event.model} target={event.target}")
+            target = redact_url(event.target)
+            self._print(f"SEED {event.seed} model={event.model} target={target}")
         elif isinstance(event, Notice):
             self._print(f"NOTE {event.message}")
         elif isinstance(event, FailureFound) and event.first:

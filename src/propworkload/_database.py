@@ -23,13 +23,22 @@ _SUFFIXES = (b".secondary", b".pareto")
 class WatchedDatabase(ExampleDatabase):
     """Delegates to ``inner``; remembers the saved failures fetched and those deleted."""
 
-    def __init__(self, inner: ExampleDatabase, *, description: str) -> None:
+    def __init__(self, open_inner: Callable[[], ExampleDatabase], *, description: str) -> None:
         super().__init__()
-        self.inner = inner
+        self._open_inner = open_inner
+        self._inner: ExampleDatabase | None = None
         self.description = description
         self._primary: bytes | None = None
         self.retried: set[bytes] = set()
         self.dropped: set[bytes] = set()
+
+    @property
+    def inner(self) -> ExampleDatabase:
+        # Opened on first use, so that choosing its folder (and any note about it) comes
+        # after the run's first line.
+        if self._inner is None:
+            self._inner = self._open_inner()
+        return self._inner
 
     def save(self, key: bytes, value: bytes) -> None:
         self.inner.save(key, value)
@@ -54,7 +63,7 @@ class WatchedDatabase(ExampleDatabase):
         self.inner.move(src, dest, value)
 
     def __repr__(self) -> str:
-        return f"WatchedDatabase({self.inner!r})"
+        return f"WatchedDatabase({self.description!r})"
 
 
 def open_database(spec: str, *, default_folder: Callable[[], Path]) -> WatchedDatabase | None:
@@ -73,8 +82,16 @@ def open_database(spec: str, *, default_folder: Callable[[], Path]) -> WatchedDa
             client = redis.Redis.from_url(spec)
         except ValueError as exc:
             raise InvalidOption(f"--database {spec!r} is not a redis URL ({exc})") from None
-        return WatchedDatabase(RedisExampleDatabase(client), description=spec)
-    folder = Path(spec) if spec else default_folder()
-    if folder.exists() and not folder.is_dir():
-        raise InvalidOption(f"--database {folder} is a file; give a folder or redis://host:port/N")
-    return WatchedDatabase(DirectoryBasedExampleDatabase(str(folder)), description=str(folder))
+        return WatchedDatabase(lambda: RedisExampleDatabase(client), description=spec)
+    if spec:
+        folder = Path(spec)
+        if folder.exists() and not folder.is_dir():
+            raise InvalidOption(
+                f"--database {folder} is a file; give a folder or redis://host:port/N"
+            )
+        return WatchedDatabase(
+            lambda: DirectoryBasedExampleDatabase(str(folder)), description=str(folder)
+        )
+    return WatchedDatabase(
+        lambda: DirectoryBasedExampleDatabase(str(default_folder())), description="default"
+    )

@@ -29,7 +29,7 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from ._database import WatchedDatabase
-from ._errors import InvalidModel, PropworkloadError, TargetUnreachable
+from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetUnreachable
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
 from ._model import Model
 from ._record import ExampleRecord, Failure
@@ -51,6 +51,9 @@ class RunConfig:
     time_budget: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     model_path: str | None = None
     database: WatchedDatabase | None = None
+    #: Retry the failures saved in ``database`` first. Off when the seed is pinned, so
+    #: that one seed always runs the same steps.
+    retry_saved: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -81,7 +84,10 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        if not self.passed:
+            return 1
+        # Stopped by a signal before anything failed: not a pass, the conventional status.
+        return {"terminated": 143, "interrupted": 130}.get(self.stopped or "", 0)
 
 
 def fresh_seed() -> int:
@@ -102,6 +108,9 @@ def probe(url: str, *, timeout: float = 5.0) -> None:
 
 
 def _hypothesis_settings(config: RunConfig) -> settings:
+    phases = [Phase.explicit, Phase.generate, Phase.target, Phase.shrink]
+    if config.retry_saved:
+        phases.insert(1, Phase.reuse)
     return settings(
         max_examples=config.examples,
         stateful_step_count=config.steps,
@@ -111,7 +120,7 @@ def _hypothesis_settings(config: RunConfig) -> settings:
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
-        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+        phases=phases,
         print_blob=True,
     )
 
@@ -179,9 +188,11 @@ def run_model(
             # Hypothesis documents that the factory may be any callable returning a machine.
             run_state_machine_as_test(cast("type[Model]", factory), settings=hypothesis_settings)
     except StopRun as stop:
-        if stop.error is not None:
+        if stop.error is not None and state.first_failure is None:
             raise stop.error from None
-        state.stopped = state.stopped or stop.reason
+        # With a failure in hand, a target that goes away while shrinking only ends the
+        # shrinking: the failure found so far is still reported.
+        state.stopped = state.stopped or (str(stop.error) if stop.error else stop.reason)
     except Flaky as exc:
         if state.first_failure is None:
             # No failure of ours was seen: Hypothesis found the model itself inconsistent,
@@ -201,6 +212,8 @@ def run_model(
         raise InvalidModel(f"{model_cls.__name__}: {type(exc).__name__}: {exc}") from None
     except PropworkloadError:
         raise
+    except httpx.TransportError as exc:
+        raise TargetUnreachable(f"{config.url}: {type(exc).__name__}: {exc}") from None
     except Exception as exc:
         blob = _blob(exc)
         if state.last_failure is None:
@@ -211,6 +224,11 @@ def run_model(
     finally:
         transport.close()
 
+    if state.first_failure is None and state.examples == 0 and state.stopped == "time budget":
+        raise InvalidOption(
+            f"the time budget ({config.time_budget:g} s) ended before one example ran; "
+            "raise --time-budget"
+        )
     if state.first_failure is None:
         example = None
     elif flaky:

@@ -29,6 +29,11 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except PropworkloadError as exc:
         raise InvalidModel(f"{path}: {exc}") from None
+    except SystemExit as exc:
+        raise InvalidModel(
+            f"{path}: the model file exited while loading (sys.exit({exc.code!r})); "
+            'keep `main(...)` under `if __name__ == "__main__":`'
+        ) from None
     except SyntaxError as exc:
         raise InvalidModel(
             f"{exc.filename or path}:{exc.lineno}: syntax error: {exc.msg}; fix the model file"

@@ -20,6 +20,7 @@ from ._record import (
     RecordingTransport,
     jsonable,
     redact_fields,
+    redact_text,
 )
 from ._runtime import RunState, StopRun, current_run
 
@@ -31,9 +32,9 @@ _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message``, on one line (first line of the message)."""
+    """``Type: message``, on one line (first line of the message), secrets redacted."""
     text = str(exc).strip().split("\n", 1)[0]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 class Model(stateful.RuleBasedStateMachine):

@@ -32,6 +32,8 @@ __all__ = [
     "jsonable",
     "redact_fields",
     "redact_headers",
+    "redact_text",
+    "redact_url",
 ]
 
 #: Request and response bodies are cut to this many characters in records and traces.
@@ -91,6 +93,23 @@ def _redact_body(body: bytes, fields: frozenset[str]) -> bytes:
     except ValueError:
         return body
     return json.dumps(redact_fields(data, fields)).encode()
+
+
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&;][^=&\s]*(?:key|token|secret|passw)[^=&\s]*=)[^&\s'\"]+", re.IGNORECASE
+)
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL credentials and secret-looking query values redacted."""
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('name')}{REDACTED}", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user:password part and secret-looking query values."""
+    return redact_text(url)
 
 
 def _cut(body: bytes) -> str:
@@ -254,7 +273,7 @@ class RecordingTransport(httpx.BaseTransport):
             response = self._inner.handle_request(request)
             body = response.read()
         except httpx.TransportError as exc:
-            record(None, {}, "", f"{type(exc).__name__}: {exc}")
+            record(None, {}, "", redact_text(f"{type(exc).__name__}: {exc}"))
             raise
         record(
             response.status_code,

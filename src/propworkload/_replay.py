@@ -22,7 +22,7 @@ import attrs
 import httpx
 from hypothesis import stateful
 
-from ._errors import PropworkloadError
+from ._errors import InvalidTrace, PropworkloadError
 from ._loader import load_model
 from ._model import Model
 from ._record import ExampleRecord, Exchange, Failure
@@ -123,6 +123,10 @@ class Replay:
                 if all(precondition(machine) for precondition in invariant.preconditions):
                     invariant.function(machine)
 
+    def has_rule(self, rule: str) -> bool:
+        """Whether the model has a rule (or initialize rule) named ``rule``."""
+        return rule in self._rules or rule in self._initializers
+
     def step(self, rule: str, arguments: dict[str, Any] | None = None) -> Any:
         """Run ``rule`` with ``arguments``, then the invariants; return the rule's result."""
         spec = self._initializers.get(rule) or self._rules.get(rule)
@@ -174,19 +178,25 @@ class ReplayOutcome:
         return self.failure is not None and self.failure.invariant == self.expected
 
 
-def replay_trace(trace: dict[str, Any], model: type[Model], url: str) -> ReplayOutcome:
-    """Replay the steps of ``trace`` once against ``url``."""
+def replay_trace(trace: dict[str, Any], model: type[Model], url: str | None) -> ReplayOutcome:
+    """Replay the steps of ``trace`` once against ``url`` (None: ``APP_URL``, else the
+    model's embedded sample service)."""
     recorded_bundles: dict[str, list[Any]] = defaultdict(list)
     replayed_bundles: dict[str, list[Any]] = defaultdict(list)
     with Replay(model, url=url) as run:
         for step in trace["steps"]:
             arguments = _arguments(step, recorded_bundles, replayed_bundles)
+            if not run.has_rule(step["rule"]):
+                raise InvalidTrace(
+                    f"the trace's step {step.get('index', '?')} runs rule {step['rule']!r}, "
+                    f"which {model.__name__} does not have (was the model changed?)"
+                )
             try:
                 result = run.step(step["rule"], arguments)
             except PropworkloadError:
                 raise
             except Exception:
-                break
+                break  # the failure is in run.record
             values = list(result) if step.get("multiple") else [result]
             recorded = step.get("result")
             recorded_values = recorded if step.get("multiple") else [recorded]

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -29,6 +30,8 @@ def check_url(url: str, source: str) -> str:
         ) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidOption(f"{source}={url!r} is not an http(s) URL; use http://HOST:PORT")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InvalidOption(f"{source}={url!r} has port {parsed.port}, outside 1-65535")
     return url.rstrip("/")
 
 
@@ -68,8 +71,17 @@ def sample_service(name: str, bugs: tuple[str, ...] = ()) -> Iterator[str]:
         for bug in bugs:
             command += ["--bug", bug]
         log = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this block; closed below
+        # The child must import this very package, even when it runs from a source tree
+        # that is only on the parent's sys.path (the workload entry's fallback).
+        package_root = str(Path(__file__).resolve().parents[1])
+        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         child = subprocess.Popen(
-            command, pass_fds=(fd,), stdin=subprocess.PIPE, stdout=log, stderr=log
+            command,
+            pass_fds=(fd,),
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONPATH": python_path},
         )
     try:
         _wait_ready(child, port, log)

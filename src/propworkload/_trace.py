@@ -19,7 +19,7 @@ import attrs
 import hypothesis
 
 from ._errors import InvalidTrace
-from ._record import ExampleRecord, Exchange, Step, jsonable
+from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
 
 if TYPE_CHECKING:
     from ._engine import RunResult
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TRACE_FORMAT",
     "TRACE_VERSION",
+    "Artifacts",
     "TraceWriter",
     "artifacts_dir",
     "load_trace",
@@ -56,6 +57,19 @@ def artifacts_dir(notify: Callable[[str], None] = lambda message: None) -> Path:
     fallback = Path(tempfile.mkdtemp(prefix="propworkload-"))
     notify(f"artifacts: {preferred} is not writable; writing to {fallback}")
     return fallback
+
+
+@attrs.define
+class Artifacts:
+    """The run's artifact folder, chosen once, when first needed."""
+
+    notify: Callable[[str], None] = lambda message: None
+    _folder: Path | None = None
+
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = artifacts_dir(self.notify)
+        return self._folder
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -102,13 +116,14 @@ class TraceWriter:
     model_name: str
     seed: int
     target: str
-    notify: Callable[[str], None] = lambda message: None
+    artifacts: Artifacts = attrs.field(factory=Artifacts)
+    sample: str | None = None
     path: Path | None = None
 
     def __call__(self, example: ExampleRecord, result: RunResult | None) -> Path:
         if self.path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            folder = artifacts_dir(self.notify) / "traces"
+            folder = self.artifacts.folder() / "traces"
             folder.mkdir(parents=True, exist_ok=True)
             self.path = folder / f"{self.model_name}-{self.seed}-{stamp}.json"
         from . import __version__
@@ -132,7 +147,8 @@ class TraceWriter:
                 "name": self.model_name,
             },
             "seed": self.seed,
-            "target": self.target,
+            "target": redact_url(self.target),
+            "sample": self.sample,
             "propworkload_version": __version__,
             "hypothesis_version": hypothesis.__version__,
             "status": status,
@@ -186,6 +202,8 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     for field, kind in _REQUIRED.items():
         if not isinstance(data.get(field), kind):
             raise InvalidTrace(f"{path}: field {field!r} is missing or not a {kind.__name__}")
+    if not isinstance(data["failure"].get("invariant"), str):
+        raise InvalidTrace(f"{path}: the failure has no invariant name")
     for number, step in enumerate(data["steps"], 1):
         if not isinstance(step, dict) or any(
             not isinstance(step.get(field), kind) for field, kind in _STEP_REQUIRED.items()

@@ -62,6 +62,13 @@ BUGS = (
         minimal_steps=3,
     ),
     Bug(
+        name="refund-rejects-exact-remaining",
+        description="a partial refund of exactly what remains of a charge is rejected "
+        "(an off-by-one in the limit check)",
+        invariant="refund_accepted",
+        minimal_steps=2,
+    ),
+    Bug(
         name="balance-negative",
         description="a full refund after a partial one debits the whole charge from the "
         "balance, which goes negative",
@@ -184,7 +191,8 @@ class _Store:
             self._credit(customer, amount)
             row = self.db.execute("SELECT * FROM charges WHERE seq = ?", (seq,)).fetchone()
         view = self.view(row)
-        self.read_cache[charge_id] = view
+        if "read-stale-refund" in self.bugs:
+            self.read_cache[charge_id] = view
         return view, True
 
     def _credit(self, customer: str, amount: int) -> None:
@@ -219,7 +227,8 @@ class _Store:
                     debit = row["amount"]
             else:
                 limit = row["amount"] if "refund-over-remaining" in self.bugs else remaining
-                if amount > limit:
+                off_by_one = "refund-rejects-exact-remaining" in self.bugs and amount == limit
+                if amount > limit or off_by_one:
                     return _error(
                         409,
                         "refund_exceeds_charge",
@@ -248,7 +257,8 @@ class _Store:
         if row is None:
             return None
         view = self.view(row)
-        self.read_cache[charge_id] = view
+        if "read-stale-refund" in self.bugs:
+            self.read_cache[charge_id] = view
         return view
 
     def list(self, customer: str) -> list[dict[str, Any]]:
