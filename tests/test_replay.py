@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -341,3 +341,71 @@ def test_secrets_never_reach_the_trace_or_the_console(
     exchange = json.loads(text)["steps"][0]["exchanges"][0]
     assert exchange["request_headers"]["authorization"] == "[redacted]"
     assert json.loads(exchange["request_body"])["password"] == "[redacted]"
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of our own on a free loopback port, stopped after the test."""
+    import shutil
+    import socket
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_failure_database_shared_through_redis(
+    redis_url: str, payments: Service, tmp_path: Path
+) -> None:
+    """Two 'machines' (separate artifact folders) share saved failures through Redis."""
+    args = [
+        "-m",
+        "propworkload",
+        "run",
+        str(PAYMENTS_MODEL),
+        "--examples",
+        "30",
+        "--database",
+        redis_url,
+    ]
+    with payments("retry-credits-balance") as url:
+        first = run_command(
+            args, env={"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path / "a")}
+        )
+        second = run_command(
+            args, env={"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path / "b")}
+        )
+    assert first.code == 1, first.out + first.err
+    assert second.code == 1, second.out + second.err
+    assert second.lines[-1].endswith("saved-failures=1 reproduced=1")
