@@ -30,7 +30,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from ._database import WatchedDatabase
 from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetUnreachable
-from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
+from ._events import Event, FailureFound, RunFinished, RunStarted
 from ._model import Model
 from ._record import ExampleRecord, Failure
 from ._runtime import RunState, StopRun, using_run
@@ -283,9 +283,3 @@ def _where(exc: BaseException) -> str:
     if frame is None:
         return "outside any rule"
     return f"outside any rule, at {frame.f_code.co_filename}:{frame.f_lineno}"
-
-
-def notice(listeners: Sequence[Callable[[Event], None]], message: str) -> None:
-    """Send a :class:`Notice` to ``listeners``."""
-    for listener in listeners:
-        listener(Notice(message=message))
