@@ -19,7 +19,7 @@ import attrs
 import httpx
 from hypothesis import strategies as st
 
-from propworkload import Bundle, Model, invariant, main, rule
+from propworkload import Bundle, Model, invariant, main, rule, sometimes
 
 
 @attrs.frozen
@@ -116,12 +116,15 @@ class Payments(Model):
     @rule(key=keys)
     def retry_charge(self, key: str) -> None:
         """The same request again, as a client does when it is unsure the first one landed."""
-        _expect(self._charge(key, self.ledger.charges[key].amount), 200, 201)
+        response = _expect(self._charge(key, self.ledger.charges[key].amount), 200, 201)
+        sometimes(response.status_code == 200, "retry returned the existing charge")
 
     @rule(key=keys, amount=st.none() | st.integers(min_value=1, max_value=1000))
     def refund(self, key: str, amount: int | None) -> None:
         """Refund ``amount`` of the charge, or all that remains of it when None."""
         charge_id = self.ledger.charges[key].id
+        partly_refunded = 0 < self.ledger.charges[key].refunded < self.ledger.charges[key].amount
+        sometimes(partly_refunded and amount is None, "full refund after a partial one")
         body = {} if amount is None else {"amount": amount}
         response = _expect(self.http.post(f"/charges/{charge_id}/refunds", json=body), 201, 409)
         self.ledger, accepted = self.ledger.refund(key, amount)

@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._model import Model
 from ._replay import Replay
+from ._runtime import reachable, sometimes
 
 try:
     __version__ = _metadata.version("propworkload")
@@ -55,7 +56,9 @@ __all__ = [
     "main",
     "multiple",
     "precondition",
+    "reachable",
     "rule",
+    "sometimes",
 ]
 
 # Show the public classes as propworkload.X (in tracebacks and reprs), not the private

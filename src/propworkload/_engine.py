@@ -28,6 +28,7 @@ from hypothesis.errors import Flaky, HypothesisException, Unsatisfiable
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
+from ._coverage import Coverage
 from ._database import WatchedDatabase
 from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetUnreachable
 from ._events import Event, FailureFound, RunFinished, RunStarted
@@ -81,6 +82,7 @@ class RunResult:
     blob: str | None = None
     saved_retried: int = 0
     saved_dropped: int = 0
+    coverage: Coverage = attrs.field(factory=Coverage)
 
     @property
     def exit_code(self) -> int:
@@ -255,6 +257,7 @@ def run_model(
         blob=blob,
         saved_retried=len(config.database.retried) if config.database else 0,
         saved_dropped=len(config.database.dropped) if config.database else 0,
+        coverage=state.coverage,
     )
     if example is not None and write_trace is not None:
         result = attrs.evolve(result, trace_path=write_trace(example, result))

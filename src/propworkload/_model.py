@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -88,6 +89,7 @@ class Model(stateful.RuleBasedStateMachine):
 
     tenant: str
     http: httpx.Client
+    _pw_markers: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -238,9 +240,21 @@ def _wrap_rule(
     return recorded_rule
 
 
+def _count_rejections(predicate: Callable[..., Any], rule: str) -> Callable[..., Any]:
+    @functools.wraps(predicate)
+    def counted_precondition(self: Model) -> Any:
+        holds = predicate(self)
+        if not holds:
+            self._pw_example.rejected[rule] += 1
+        return holds
+
+    return counted_precondition
+
+
 def _wrap_invariant(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def recorded_invariant(self: Model) -> Any:
+        self._pw_example.invariant_runs[fn.__name__] += 1
         with self._pw_example.in_phase("invariant"):
             try:
                 return fn(self)
@@ -308,8 +322,12 @@ def _instrument(cls: type[Model]) -> None:
                 }
                 targets = tuple(getattr(t, "name", t) for t in spec.targets)
                 wrapped = _wrap_rule(inner, bundles, targets)
+                spec.preconditions = tuple(
+                    _count_rejections(p, inner.__name__) for p in spec.preconditions
+                )
             # Rule is a mutable dataclass, Invariant a frozen one: set it the same way.
             object.__setattr__(spec, "function", wrapped)
+    cls._pw_markers = _marker_names(cls)
     if "teardown" in vars(cls):
         user_teardown = vars(cls)["teardown"]
 
@@ -321,6 +339,28 @@ def _instrument(cls: type[Model]) -> None:
                 Model.teardown(self)
 
         cls.teardown = teardown  # type: ignore[method-assign]
+
+
+_MARKER_CALL = re.compile(
+    r"""\b(?:sometimes\s*\([^;]*?,\s*|reachable\s*\(\s*)(?P<q>["'])(?P<name>[^"'\n]+)(?P=q)""",
+    re.DOTALL,
+)
+
+
+def _marker_names(cls: type) -> tuple[str, ...]:
+    """Names of the ``sometimes``/``reachable`` markers written in the class's source: the
+    catalog that lets a report flag a marker that was never hit."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return ()
+    inherited = [n for base in cls.__mro__[1:] for n in getattr(base, "_pw_markers", ())]
+    return tuple(dict.fromkeys([*inherited, *(m["name"] for m in _MARKER_CALL.finditer(source))]))
+
+
+def invariants_of(cls: type[Model]) -> list[str]:
+    """Names of the invariant methods a model class defines or inherits."""
+    return [name for name, member in inspect.getmembers(cls) if hasattr(member, _INVARIANT_MARKER)]
 
 
 def rules_of(cls: type[Model]) -> list[str]:

@@ -199,6 +199,9 @@ class ExampleRecord:
     steps: list[Step] = attrs.field(factory=list)
     failure: Failure | None = None
     checks: Counter[str] = attrs.field(factory=Counter)
+    rejected: Counter[str] = attrs.field(factory=Counter)
+    invariant_runs: Counter[str] = attrs.field(factory=Counter)
+    markers: Counter[str] = attrs.field(factory=Counter)
     phase: str = "setup"
     started: float = attrs.field(factory=time.perf_counter)
 

@@ -20,11 +20,12 @@ import httpx
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
+from ._coverage import Coverage
 from ._errors import InvalidOption, PropworkloadError
 from ._events import Event, ExampleFinished, FailureFound
 from ._record import ExampleRecord
 
-__all__ = ["RunState", "StopRun", "current_run", "using_run"]
+__all__ = ["RunState", "StopRun", "current_run", "reachable", "sometimes", "using_run"]
 
 
 class StopRun(KeyboardInterrupt):
@@ -66,6 +67,8 @@ class RunState:
     last_failure: ExampleRecord | None = None
     last_example: ExampleRecord | None = None
     stopped: str | None = None
+    coverage: Coverage = attrs.field(factory=Coverage)
+    current_example: ExampleRecord | None = None
     _started: int = 0
 
     def _check_budget(self) -> None:
@@ -78,7 +81,8 @@ class RunState:
         """A new record for the next example; ends the run when the budget is spent."""
         self._check_budget()
         self._started += 1
-        return ExampleRecord(number=self._started)
+        self.current_example = ExampleRecord(number=self._started)
+        return self.current_example
 
     def before_step(self) -> None:
         """Called before each rule; ends the run when the budget is spent."""
@@ -89,6 +93,7 @@ class RunState:
         self.examples += 1
         self.steps += len(record.steps)
         self.checks.update(record.checks)
+        self.coverage.add_example(record)
         self.last_example = record
         if record.failure is not None:
             first = self.first_failure is None
@@ -131,3 +136,24 @@ def current_run() -> RunState:
     state = _STANDALONE["state"]
     assert isinstance(state, RunState)
     return state
+
+
+def sometimes(condition: object, name: str) -> bool:
+    """Mark a situation worth reaching: counts a hit for ``name`` when ``condition`` holds.
+
+    Like Antithesis's "sometimes" assertions, it never fails a run by itself: the coverage
+    report lists every marker with its hits, and one never hit is a coverage gap
+    (``--fail-on-gap`` makes gaps fail the run). Returns ``bool(condition)``::
+
+        sometimes(charge.refunded > 0 and amount is None, "full refund after a partial one")
+    """
+    hit = bool(condition)
+    state = _CURRENT.get()
+    if hit and state is not None and state.current_example is not None:
+        state.current_example.markers[name] += 1
+    return hit
+
+
+def reachable(name: str) -> None:
+    """Mark a line worth reaching: the same as ``sometimes(True, name)``."""
+    sometimes(True, name)

@@ -1,0 +1,123 @@
+"""Coverage statistics: how much of the model and the service a run exercised.
+
+Per rule: times chosen (started), run (finished without raising) and rejected by a
+precondition; per invariant: checks; per endpoint (method and path template): status
+counts and latency percentiles; steps per example; hits of ``sometimes``/``reachable``
+markers. A rule that never ran, an invariant method never run, or a marker never hit is a
+coverage gap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import attrs
+
+from ._record import ExampleRecord
+
+__all__ = ["Coverage", "path_template"]
+
+_ID_SEGMENT = re.compile(
+    r"^(?:[A-Za-z]{1,12}_[A-Za-z0-9]{4,}|[0-9]+|[0-9a-f]{8,}|"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+def path_template(target: str) -> str:
+    """``/customers/cus_1a2b/charges?x=1`` -> ``/customers/{id}/charges``."""
+    path = target.split("?", 1)[0]
+    return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@attrs.define
+class Coverage:
+    """Counts gathered from finished examples; mergeable across runs and workers."""
+
+    chosen: Counter[str] = attrs.field(factory=Counter)
+    ran: Counter[str] = attrs.field(factory=Counter)
+    rejected: Counter[str] = attrs.field(factory=Counter)
+    checks: Counter[str] = attrs.field(factory=Counter)
+    invariant_runs: Counter[str] = attrs.field(factory=Counter)
+    statuses: dict[str, Counter[str]] = attrs.field(factory=dict)
+    latencies: dict[str, list[float]] = attrs.field(factory=dict)
+    steps_per_example: Counter[int] = attrs.field(factory=Counter)
+    markers: Counter[str] = attrs.field(factory=Counter)
+
+    def add_example(self, record: ExampleRecord) -> None:
+        self.steps_per_example[len(record.steps)] += 1
+        self.checks.update(record.checks)
+        self.rejected.update(record.rejected)
+        self.invariant_runs.update(record.invariant_runs)
+        self.markers.update(record.markers)
+        exchanges = list(record.setup)
+        for step in record.steps:
+            self.chosen[step.rule] += 1
+            if step.error is None:
+                self.ran[step.rule] += 1
+            exchanges.extend(step.exchanges)
+        for exchange in exchanges:
+            endpoint = f"{exchange.method} {path_template(exchange.target)}"
+            status = str(exchange.status) if exchange.status is not None else "error"
+            self.statuses.setdefault(endpoint, Counter())[status] += 1
+            self.latencies.setdefault(endpoint, []).append(exchange.duration_ms)
+
+    def merge(self, other: Coverage) -> None:
+        for name in ("chosen", "ran", "rejected", "checks", "invariant_runs", "markers"):
+            getattr(self, name).update(getattr(other, name))
+        self.steps_per_example.update(other.steps_per_example)
+        for endpoint, counts in other.statuses.items():
+            self.statuses.setdefault(endpoint, Counter()).update(counts)
+        for endpoint, values in other.latencies.items():
+            self.latencies.setdefault(endpoint, []).extend(values)
+
+    def gaps(self, *, rules: list[str], invariants: list[str], markers: list[str]) -> list[str]:
+        """What the run never reached, as lines (``rule refund never ran``)."""
+        out = [f"rule {name} never ran" for name in rules if self.ran[name] == 0]
+        out += [
+            f"invariant {name} never checked"
+            for name in invariants
+            if not self.invariant_runs[name]
+        ]
+        out += [f"sometimes {name} never hit" for name in markers if self.markers[name] == 0]
+        return out
+
+    def to_json(
+        self, *, rules: list[str], invariants: list[str], markers: list[str]
+    ) -> dict[str, Any]:
+        """The ``coverage`` object of the JSON report (see docs/report-format.md)."""
+        return {
+            "rules": {
+                name: {
+                    "chosen": self.chosen[name],
+                    "ran": self.ran[name],
+                    "rejected_by_precondition": self.rejected[name],
+                }
+                for name in sorted({*rules, *self.chosen})
+            },
+            "invariants": {
+                name: {"runs": self.invariant_runs[name]}
+                for name in sorted({*invariants, *self.invariant_runs})
+            },
+            "checks": dict(sorted(self.checks.items())),
+            "endpoints": {
+                endpoint: {
+                    "statuses": dict(sorted(self.statuses[endpoint].items())),
+                    "p50_ms": round(_percentile(self.latencies[endpoint], 0.5), 3),
+                    "p99_ms": round(_percentile(self.latencies[endpoint], 0.99), 3),
+                }
+                for endpoint in sorted(self.statuses)
+            },
+            "steps_per_example": {str(k): v for k, v in sorted(self.steps_per_example.items())},
+            "sometimes": {name: self.markers[name] for name in sorted({*markers, *self.markers})},
+            "gaps": self.gaps(rules=rules, invariants=invariants, markers=markers),
+        }
