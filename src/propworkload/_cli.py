@@ -23,9 +23,10 @@ import click
 from ._database import open_database
 from ._engine import RunConfig, fresh_seed, run_model
 from ._errors import InvalidOption, InvalidTrace, PropworkloadError
-from ._events import Notice
+from ._events import FailureFound, Notice
 from ._loader import load_model
 from ._model import Model
+from ._record import redact_url
 from ._runtime import StopRun
 from ._target import resolve_target
 from ._trace import Artifacts, TraceWriter, load_trace
@@ -156,6 +157,208 @@ def run(model: str, **options: Any) -> int:
 
 
 @cli.command()
+@click.argument("model", metavar="MODEL")
+@click.option(
+    "--url",
+    help="Base URL of the service (default: $APP_URL, else the model's embedded sample service).",
+)
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    callback=lambda c, p, v: v if v is None else _finite(c, p, v),
+    help="Explore for this long (default 300 s unless --examples is given).",
+)
+@click.option(
+    "--examples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Explore this many examples instead of for a time.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes exploring in parallel, each with its own seed.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    envvar="PROPWORKLOAD_SEED",
+    help="First seed (worker i, round r uses a seed derived from it).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=DEFAULT_STEPS,
+    show_default=True,
+    help="Most steps in one example.",
+)
+@click.option(
+    "--database",
+    default="",
+    metavar="PATH|redis://HOST:PORT/N|none",
+    help="Failure database shared by the workers (default: ARTIFACTS/examples).",
+)
+@click.option(
+    "--report-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write the JSON report (docs/report-format.md).",
+)
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write JUnit XML: one test case per invariant.",
+)
+@click.option("--fail-on-gap", is_flag=True, help="Coverage gaps fail the run (exit 1).")
+def explore(
+    model: str,
+    url: str | None,
+    time_budget: float | None,
+    examples: int | None,
+    workers: int,
+    seed: int | None,
+    steps: int,
+    database: str,
+    report_json: Path | None,
+    junit: Path | None,
+    fail_on_gap: bool,
+) -> int:
+    """Explore MODEL for a long time: every distinct failure, coverage, reports."""
+    from ._console import fail_line, format_coverage, sequence_lines
+    from ._explore import ExploreResult, explore_workers
+    from ._explore import explore as run_explore
+    from ._model import invariants_of, rules_of
+    from ._progress import Progress
+    from ._report import json_report, write_json_report, write_junit
+
+    if time_budget is not None and examples is not None:
+        raise InvalidOption("give --time-budget or --examples, not both")
+    budget = time_budget if time_budget is not None else (300.0 if examples is None else 86400.0)
+    model_cls, path = load_model(model)
+    pinned = seed is not None
+    seed = fresh_seed() if seed is None else seed
+    embedded = not (url or os.environ.get("APP_URL"))
+    progress = Progress(budget=budget if examples is None else None)
+    artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))
+    try:
+        with resolve_target(url, model_cls) as target, _stop_on_signals():
+            progress.print(
+                f"SEED {seed} model={model_cls.model_name()} target={redact_url(target)} "
+                f"workers={workers}"
+            )
+            if workers == 1:
+                failures_db = open_database(
+                    database, default_folder=lambda: artifacts.folder() / "examples"
+                )
+                config = RunConfig(
+                    url=target,
+                    seed=seed,
+                    steps=steps,
+                    time_budget=budget,
+                    model_path=str(path),
+                    database=failures_db,
+                    retry_saved=not pinned,
+                )
+
+                def make_writer(round_seed: int) -> TraceWriter:
+                    return TraceWriter(
+                        model_file=str(path),
+                        model_class=model_cls.__name__,
+                        model_name=model_cls.model_name(),
+                        seed=round_seed,
+                        target=target,
+                        artifacts=artifacts,
+                        sample=model_cls.sample if embedded else None,
+                    )
+
+                def found(event: Any) -> None:
+                    if isinstance(event, FailureFound) and event.first and event.example.failure:
+                        progress.print(
+                            f"FOUND {event.example.failure.invariant} in example "
+                            f"{event.example.number} ({len(event.example.steps)} steps); shrinking"
+                        )
+
+                result = run_explore(
+                    model_cls,
+                    config,
+                    examples=examples,
+                    listeners=[progress, found],
+                    make_writer=make_writer,
+                )
+            else:
+                db_spec = database or str(artifacts.folder() / "examples")
+                jobs = [
+                    {
+                        "model": f"{path}::{model_cls.__name__}",
+                        "model_path": str(path),
+                        "url": target,
+                        "seed": seed + 1000 * i,
+                        "steps": steps,
+                        "time_budget": budget,
+                        "database": db_spec,
+                        "retry_saved": not pinned,
+                        "examples": None if examples is None else -(-examples // workers),
+                        "sample": model_cls.sample if embedded else None,
+                        "worker": i,
+                    }
+                    for i in range(workers)
+                ]
+                parts = explore_workers(jobs, tick=progress.set)
+                result = ExploreResult(
+                    model=model_cls.model_name(), target=target, seed=seed, workers=workers
+                )
+                for part in parts:
+                    result.merge(part)
+                result.seconds = max(part.seconds for part in parts)
+    finally:
+        progress.close()
+    rules, invariants = rules_of(model_cls), invariants_of(model_cls)
+    coverage = result.coverage.to_json(
+        rules=rules, invariants=invariants, markers=list(model_cls._pw_markers)
+    )
+    result.gaps = coverage["gaps"]
+    for found_failure in result.failures:
+        click.echo(fail_line(found_failure.failure))
+        n = len(found_failure.example.steps)
+        kind = "failing sequence, flaky" if found_failure.flaky else "minimal sequence"
+        click.echo(f"  {kind} ({n} steps, shrunk from {found_failure.first_steps}):")
+        for line in sequence_lines(found_failure.example.steps):
+            click.echo(line)
+        if found_failure.trace_path:
+            click.echo(f"  trace: {found_failure.trace_path}")
+            click.echo(f"  replay: propworkload replay {found_failure.trace_path}")
+    failed_names = {f.failure.invariant for f in result.failures}
+    for name, count in coverage["checks"].items():
+        if name not in failed_names:
+            click.echo(f"INVARIANT PASS {name} checks={count}")
+    for line in format_coverage(coverage):
+        click.echo(line)
+    report = json_report(result, coverage=coverage)
+    if report_json:
+        write_json_report(report_json, report)
+        click.echo(f"REPORT json: {report_json}")
+    if junit:
+        write_junit(junit, result, invariants=list(coverage["checks"]))
+        click.echo(f"REPORT junit: {junit}")
+    code = result.exit_code
+    if code == 0 and fail_on_gap and result.gaps:
+        code = 1
+    verdict = "failed" if code == 1 else "passed"
+    extra = f" stopped={result.stopped}" if result.stopped else ""
+    click.echo(
+        f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
+        f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
+        f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
+    )
+    return code
+
+
+@cli.command()
 @click.argument("trace_file", metavar="TRACE")
 @click.option("--url", help="Service to replay against (default: $APP_URL, else the trace's).")
 @click.option(
@@ -243,6 +446,18 @@ def replay(
     if repeat > 1:
         click.echo(f"REPLAY reproduced {reproduced}/{repeat}")
     return 1 if failed else 0
+
+
+@cli.command()
+@click.argument("name")
+def new(name: str) -> int:
+    """Write models/NAME.py and .workers/workloads/NAME.py here, to start a model from."""
+    from ._scaffold import scaffold
+
+    for path in scaffold(name, Path.cwd()):
+        click.echo(f"wrote {path}")
+    click.echo(f"run it: APP_URL=http://HOST:PORT python3 models/{name}.py")
+    return 0
 
 
 @cli.command()

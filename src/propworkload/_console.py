@@ -28,6 +28,7 @@ __all__ = [
     "ConsoleReporter",
     "fail_line",
     "focus",
+    "format_coverage",
     "format_replay",
     "format_result",
     "format_step",
@@ -224,6 +225,39 @@ def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[s
     if differences and outcome.differences and not outcome.reproduced:
         lines.append("  what differed from the recording:")
         lines.extend(f"    {line}" for line in outcome.differences)
+    return lines
+
+
+def format_coverage(coverage: dict[str, Any]) -> list[str]:
+    """The coverage part of an exploration's summary (from the report's coverage object)."""
+    lines = ["COVERAGE rules:"]
+    rules = coverage["rules"]
+    width = max((len(name) for name in rules), default=0)
+    for name, counts in rules.items():
+        lines.append(
+            f"  {name.ljust(width)}  chosen={counts['chosen']} ran={counts['ran']} "
+            f"rejected={counts['rejected_by_precondition']}"
+        )
+    checks = " ".join(f"{name}={n}" for name, n in coverage["checks"].items())
+    lines.append(f"COVERAGE checks: {checks or 'none'}")
+    lines.append("COVERAGE endpoints:")
+    endpoints = coverage["endpoints"]
+    width = max((len(name) for name in endpoints), default=0)
+    for name, stats in endpoints.items():
+        statuses = " ".join(f"{status}={n}" for status, n in stats["statuses"].items())
+        lines.append(
+            f"  {name.ljust(width)}  {statuses}  p50={stats['p50_ms']:.1f}ms "
+            f"p99={stats['p99_ms']:.1f}ms"
+        )
+    lengths = [int(k) for k, n in coverage["steps_per_example"].items() for _ in range(n)]
+    if lengths:
+        lines.append(
+            f"COVERAGE steps per example: min={lengths[0]} "
+            f"median={lengths[len(lengths) // 2]} max={lengths[-1]}"
+        )
+    markers = " ".join(f"{short(name)}={n}" for name, n in coverage["sometimes"].items())
+    lines.append(f"COVERAGE sometimes: {markers or 'none'}")
+    lines.extend(f"GAP {gap}" for gap in coverage["gaps"])
     return lines
 
 

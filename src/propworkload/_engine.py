@@ -38,8 +38,6 @@ from ._runtime import RunState, StopRun, using_run
 
 __all__ = ["RunConfig", "RunResult", "fresh_seed", "probe", "run_model"]
 
-GENERATE_SHARE = 0.7
-
 
 @attrs.frozen(kw_only=True)
 class RunConfig:
@@ -55,6 +53,8 @@ class RunConfig:
     #: Retry the failures saved in ``database`` first. Off when the seed is pinned, so
     #: that one seed always runs the same steps.
     retry_saved: bool = True
+    #: Share of ``time_budget`` for finding a failure; shrinking may use the rest.
+    generate_share: float = attrs.field(default=0.7, validator=attrs.validators.in_((0.7, 0.9)))
 
 
 @attrs.frozen(kw_only=True)
@@ -171,7 +171,7 @@ def run_model(
         url=config.url,
         transport=transport,
         emit=emit,
-        generate_deadline=started + GENERATE_SHARE * config.time_budget,
+        generate_deadline=started + config.generate_share * config.time_budget,
         hard_deadline=started + config.time_budget,
     )
     factory = functools.partial(model_cls)

@@ -1,0 +1,267 @@
+"""Exploration: run a model for a long time, in rounds with fresh seeds, keeping every
+distinct failure (with its trace) and merging coverage across rounds and workers.
+
+A round is one engine run (``run_model``); it ends at its first failure once shrunk, or
+when its examples or the time run out. The next round starts with the next seed. Two
+failures are the same when they break the same invariant with the same sequence of rules
+(or with any sequence, when one of them could not be shrunk to the end); of two equal
+ones the shorter is kept and the other's trace file deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._coverage import Coverage
+from ._engine import RunConfig, RunResult, run_model
+from ._events import Event
+from ._model import Model
+from ._record import ExampleRecord, Failure
+from ._runtime import StopRun
+
+__all__ = ["DistinctFailure", "ExploreResult", "explore", "explore_workers"]
+
+#: Examples per round when only a time budget bounds the exploration.
+ROUND_EXAMPLES = 1000
+
+
+@attrs.frozen
+class DistinctFailure:
+    """One failure found by exploration, with the round that found it."""
+
+    failure: Failure
+    example: ExampleRecord
+    first_steps: int
+    seed: int
+    flaky: bool
+    trace_path: Path | None
+    worker: int = 0
+    minimal: bool = True
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(step.rule for step in self.example.steps)
+
+    def same_as(self, other: DistinctFailure) -> bool:
+        """Same invariant, and the same rules, unless one of them was not fully shrunk
+        (then the rules say little, and one failure per invariant is kept)."""
+        if self.failure.invariant != other.failure.invariant:
+            return False
+        return self.rules == other.rules or not (self.minimal and other.minimal)
+
+
+@attrs.define
+class ExploreResult:
+    """Everything an exploration found, merged over rounds (and workers)."""
+
+    model: str
+    target: str
+    seed: int
+    examples: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    rounds: int = 0
+    workers: int = 1
+    stopped: str | None = None
+    failures: list[DistinctFailure] = attrs.field(factory=list)
+    coverage: Coverage = attrs.field(factory=Coverage)
+    gaps: list[str] = attrs.field(factory=list)
+
+    def add(self, failure: DistinctFailure) -> None:
+        """Keep ``failure`` unless an equal one is known; keep the shorter of two."""
+        for i, known in enumerate(self.failures):
+            if known.same_as(failure):
+                if len(failure.example.steps) < len(known.example.steps):
+                    self.failures[i], failure = failure, known
+                if failure.trace_path is not None and failure.trace_path != known.trace_path:
+                    failure.trace_path.unlink(missing_ok=True)
+                return
+        self.failures.append(failure)
+
+    def merge(self, other: ExploreResult) -> None:
+        self.examples += other.examples
+        self.steps += other.steps
+        self.rounds += other.rounds
+        self.stopped = self.stopped or other.stopped
+        self.coverage.merge(other.coverage)
+        for failure in other.failures:
+            self.add(failure)
+
+    @property
+    def exit_code(self) -> int:
+        if self.failures:
+            return 1
+        return {"terminated": 143, "interrupted": 130}.get(self.stopped or "", 0)
+
+
+def explore(
+    model_cls: type[Model],
+    config: RunConfig,
+    *,
+    examples: int | None,
+    listeners: Sequence[Callable[[Event], None]] = (),
+    make_writer: Callable[[int], Callable[[ExampleRecord, RunResult | None], Path | None]]
+    | None = None,
+    worker: int = 0,
+) -> ExploreResult:
+    """Explore until ``config.time_budget`` seconds pass or ``examples`` have run."""
+    assert config.seed is not None
+    started = time.perf_counter()
+    deadline = started + config.time_budget
+    result = ExploreResult(model=model_cls.model_name(), target=config.url, seed=config.seed)
+    seed = config.seed
+    while True:
+        remaining = deadline - time.perf_counter()
+        left = None if examples is None else examples - result.examples
+        if remaining <= 0.5 or (left is not None and left <= 0):
+            break
+        round_config = attrs.evolve(
+            config,
+            seed=seed,
+            time_budget=remaining,
+            examples=left if left is not None else ROUND_EXAMPLES,
+            retry_saved=config.retry_saved and result.rounds == 0,
+            generate_share=0.9,
+        )
+        writer = make_writer(seed) if make_writer else None
+        try:
+            run = run_model(model_cls, round_config, listeners=listeners, write_trace=writer)
+        except Exception:
+            if result.rounds == 0:
+                raise
+            break  # e.g. a budget too small for one more example
+        result.rounds += 1
+        result.examples += run.examples
+        result.steps += run.steps
+        result.coverage.merge(run.coverage)
+        if run.failure is not None and run.example is not None:
+            result.add(
+                DistinctFailure(
+                    failure=run.failure,
+                    example=run.example,
+                    first_steps=len(run.first_example.steps) if run.first_example else 0,
+                    seed=seed,
+                    flaky=run.flaky,
+                    trace_path=run.trace_path,
+                    worker=worker,
+                    minimal=not (run.flaky or run.stopped),
+                )
+            )
+        if run.stopped in ("terminated", "interrupted"):
+            result.stopped = run.stopped
+            break
+        if run.passed and run.stopped == "time budget":
+            break
+        seed += 1
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+_COUNTERS: Any = None
+
+
+def _init_worker(counters: Any) -> None:
+    global _COUNTERS
+    _COUNTERS = counters
+
+
+def _count(event: Event) -> None:
+    """Add a worker's examples, steps and failures to the counters the parent shows."""
+    from ._events import ExampleFinished, FailureFound
+
+    if _COUNTERS is None:
+        return
+    with _COUNTERS.get_lock():
+        if isinstance(event, ExampleFinished):
+            _COUNTERS[0] += 1
+            _COUNTERS[1] += len(event.example.steps)
+        elif isinstance(event, FailureFound) and event.first:
+            _COUNTERS[2] += 1
+
+
+def _worker(job: dict[str, Any]) -> ExploreResult:
+    """One worker process: load the model, explore, return what it found."""
+    import signal
+
+    from ._database import open_database
+    from ._loader import load_model
+    from ._runtime import StopRun
+    from ._trace import Artifacts, TraceWriter
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StopRun("terminated")
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    signal.signal(signal.SIGTERM, stop)
+    model_cls, _ = load_model(job["model"])
+    artifacts = Artifacts()
+    database = open_database(
+        job["database"], default_folder=lambda: artifacts.folder() / "examples"
+    )
+    config = RunConfig(
+        url=job["url"],
+        seed=job["seed"],
+        steps=job["steps"],
+        time_budget=job["time_budget"],
+        model_path=job["model_path"],
+        database=database,
+        retry_saved=job["retry_saved"],
+    )
+
+    def make_writer(seed: int) -> TraceWriter:
+        return TraceWriter(
+            model_file=job["model_path"],
+            model_class=model_cls.__name__,
+            model_name=model_cls.model_name(),
+            seed=seed,
+            target=job["url"],
+            artifacts=artifacts,
+            sample=job["sample"],
+        )
+
+    return explore(
+        model_cls,
+        config,
+        examples=job["examples"],
+        listeners=[_count],
+        make_writer=make_writer,
+        worker=job["worker"],
+    )
+
+
+def explore_workers(
+    jobs: list[dict[str, Any]], *, tick: Callable[[int, int, int], None]
+) -> list[ExploreResult]:
+    """Run one :func:`explore` per job, each in its own process; ``tick(examples, steps,
+    failures)`` is called a few times a second with the workers' totals. When the caller
+    is stopped (a signal raises in it), the workers are asked to stop and their partial
+    results are still collected."""
+    context = get_context("spawn")
+    counters = context.Array("q", 3)
+    with ProcessPoolExecutor(
+        max_workers=len(jobs),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(counters,),
+    ) as pool:
+        futures = [pool.submit(_worker, job) for job in jobs]
+        try:
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=0.25)
+                tick(counters[0], counters[1], counters[2])
+        except StopRun as stop:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()  # SIGTERM: each worker returns what it has found
+            wait(futures, timeout=60)
+            results = [f.result() for f in futures if f.done() and f.exception() is None]
+            for result in results:
+                result.stopped = stop.reason
+            return results
+        return [f.result() for f in futures]

@@ -1,0 +1,108 @@
+"""``propworkload new NAME``: a model and its workload entry to start from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ._errors import InvalidOption
+
+__all__ = ["scaffold"]
+
+_MODEL = '''"""{name}: a propworkload model. Edit it to describe your service.
+
+A model is a Hypothesis state machine: each @rule() is an operation a client can do, the
+attributes set in __init__ are the reference model (what the service should hold), and
+each @invariant() compares the service with it after every step. See the README of
+propworkload, "Writing a model", and models/payments.py in its repository for a full one.
+
+Run it against your service:
+
+    APP_URL=http://127.0.0.1:8000 python3 models/{name}.py
+    propworkload run models/{name}.py --url http://127.0.0.1:8000
+"""
+
+from hypothesis import strategies as st
+
+from propworkload import Model, invariant, main, rule
+
+
+class {cls}(Model):
+    # No embedded sample service: a target is needed (APP_URL or --url).
+    sample = None
+    # Each example gets a fresh self.tenant starting with this: use it in paths or bodies
+    # so that examples never see each other's data.
+    tenant_prefix = "{name}_"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0  # the reference model; replace with what your service holds
+        self.last_status = 200
+
+    @rule(path=st.sampled_from(["/"]))
+    def read(self, path: str) -> None:
+        """An operation: one request. Add one rule per operation your users depend on."""
+        response = self.http.get(path)
+        self.requests += 1
+        self.last_status = response.status_code
+
+    @invariant()
+    def no_server_errors(self) -> None:
+        """A rule that must always hold; checked after every step."""
+        self.check(
+            "no_server_errors",
+            holds=self.last_status < 500,
+            expected="<500",
+            actual=self.last_status,
+            tenant=self.tenant,
+        )
+
+
+if __name__ == "__main__":
+    main({cls})
+'''
+
+_WORKLOAD = '''"""Workload entry for the {name} model, for reliability simulators:
+
+    APP_URL=http://service:8000 python3 .workers/workloads/{name}.py
+
+Exit status: 0 every invariant held, 1 an invariant failed, 2 usage or model error,
+3 the target could not be reached. Options are those of `propworkload run`.
+"""
+
+import sys
+from pathlib import Path
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "{name}.py"
+
+try:
+    from propworkload._cli import cli_main
+except ImportError as exc:
+    print(
+        f"propworkload: error: missing dependency {{exc.name!r}}: pip install propworkload",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+cli_main(["run", str(MODEL), *sys.argv[1:]])
+'''
+
+
+def scaffold(name: str, root: Path) -> list[Path]:
+    """Write ``models/NAME.py`` and ``.workers/workloads/NAME.py`` under ``root``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise InvalidOption(
+            f"model name {name!r} must be lower case letters, digits and _ (e.g. checkout)"
+        )
+    cls = "".join(part.capitalize() for part in name.split("_")) or "Model"
+    files = {
+        root / "models" / f"{name}.py": _MODEL.format(name=name, cls=cls),
+        root / ".workers" / "workloads" / f"{name}.py": _WORKLOAD.format(name=name),
+    }
+    for path in files:
+        if path.exists():
+            raise InvalidOption(f"{path} exists; pick another name or remove it")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return list(files)

@@ -1,0 +1,194 @@
+"""explore, its reports and coverage, and the new-model scaffold, against the real service."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from conftest import PAYMENTS_MODEL, Completed, run_command
+
+Service = Callable[..., AbstractContextManager[str]]
+CLI = Callable[..., Completed]
+
+
+@pytest.mark.slow
+def test_explore_with_two_workers_writes_both_reports(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """Two workers on the correct service: exit 0, merged coverage in a JSON report,
+    sometimes-marker hits, JUnit XML with one test case per invariant, progress lines."""
+    report, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    with payments() as url:
+        result = propworkload(
+            "explore",
+            str(PAYMENTS_MODEL),
+            "--url",
+            url,
+            "--time-budget",
+            "8",
+            "--workers",
+            "2",
+            "--report-json",
+            str(report),
+            "--junit",
+            str(junit),
+        )
+    assert result.code == 0, result.out + result.err
+    assert any(line.startswith("PROGRESS examples=") for line in result.lines)
+    assert result.lines[-1].startswith("SUMMARY passed") and "workers=2" in result.lines[-1]
+    data = json.loads(report.read_text())
+    assert (data["format"], data["version"], data["result"], data["workers"]) == (
+        "propworkload-report",
+        1,
+        "passed",
+        2,
+    )
+    rules = data["coverage"]["rules"]
+    assert rules["charge"]["ran"] > 0 and rules["refund"]["ran"] > 0
+    assert data["coverage"]["sometimes"]["retry returned the existing charge"] > 0
+    assert "full refund after a partial one" in data["coverage"]["sometimes"]
+    assert data["coverage"]["endpoints"]["POST /customers/{id}/charges"]["statuses"]["201"] > 0
+    cases = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    assert {case.get("name") for case in cases} == set(data["coverage"]["checks"])
+    assert all(case.find("failure") is None for case in cases)
+
+
+@pytest.mark.slow
+def test_explore_reports_a_failure_in_junit_with_its_trace(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """A seeded bug: exit 1, the failure in the console, the report and the JUnit case."""
+    report, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    with payments("retry-credits-balance") as url:
+        result = propworkload(
+            "explore",
+            str(PAYMENTS_MODEL),
+            "--url",
+            url,
+            "--time-budget",
+            "6",
+            "--seed",
+            "1",
+            "--report-json",
+            str(report),
+            "--junit",
+            str(junit),
+        )
+    assert result.code == 1, result.out + result.err
+    assert any(line.startswith("INVARIANT FAIL balance_matches_model") for line in result.lines)
+    (failure,) = json.loads(report.read_text())["failures"]
+    assert failure["invariant"] == "balance_matches_model"
+    assert Path(failure["trace"]).is_file()
+    (case,) = [
+        c
+        for c in ET.parse(junit).getroot().iter("testcase")
+        if c.get("name") == "balance_matches_model"
+    ]
+    element = case.find("failure")
+    assert element is not None
+    assert element.get("message", "").startswith("INVARIANT FAIL balance_matches_model")
+    assert f"trace: {failure['trace']}" in (element.text or "")
+
+
+NEVER_RUNS = """
+from propworkload import Model, invariant, precondition, rule, sometimes
+
+
+class Gappy(Model):
+    @rule()
+    def ping(self):
+        self.http.get("/")
+        sometimes(False, "never true")
+
+    @precondition(lambda self: False)
+    @rule()
+    def unreachable(self):
+        self.http.get("/")
+
+    @invariant()
+    def fine(self):
+        self.check("fine", expected=1, actual=1)
+"""
+
+
+def test_coverage_gaps_are_flagged_and_can_fail_the_run(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """A rule whose precondition never holds and a marker never hit are gaps; with
+    --fail-on-gap they fail the run."""
+    model = tmp_path / "gappy.py"
+    model.write_text(NEVER_RUNS)
+    args = ("explore", str(model), "--examples", "20")
+    with payments() as url:
+        plain = propworkload(*args, "--url", url)
+        strict = propworkload(*args, "--url", url, "--fail-on-gap")
+    assert plain.code == 0, plain.out + plain.err
+    assert "GAP rule unreachable never ran" in plain.lines
+    assert "GAP sometimes never true never hit" in plain.lines
+    assert any(line.startswith("  unreachable") and "rejected=" in line for line in plain.lines)
+    rejected = next(line for line in plain.lines if line.startswith("  unreachable"))
+    assert "ran=0" in rejected and "rejected=0" not in rejected
+    assert strict.code == 1
+    assert "gaps=2" in strict.lines[-1]
+
+
+def test_sigint_ends_explore_with_a_summary(payments: Service, tmp_path: Path) -> None:
+    """Ctrl-C: the summary is printed and the status says it was interrupted."""
+    with payments() as url:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "propworkload",
+                "explore",
+                str(PAYMENTS_MODEL),
+                "--url",
+                url,
+                "--time-budget",
+                "120",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("SEED ")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    last = out.splitlines()[-1]
+    assert last.startswith("SUMMARY passed") and last.endswith("stopped=interrupted")
+    assert "COVERAGE rules:" in out
+
+
+def test_new_scaffold_runs_and_needs_a_target(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """`new probe` writes a model and its workload entry; the model runs against a service
+    and, without one, fails in one clear line."""
+    made = propworkload("new", "probe", cwd=tmp_path)
+    assert made.code == 0, made.out + made.err
+    model = tmp_path / "models" / "probe.py"
+    entry = tmp_path / ".workers" / "workloads" / "probe.py"
+    assert model.is_file() and entry.is_file()
+    no_target = run_command([str(model)], cwd=tmp_path)
+    assert no_target.code == 2
+    assert "no target for Probe: set APP_URL or pass --url" in no_target.err
+    with payments() as url:
+        ran = run_command([str(entry), "--examples", "5"], env={"APP_URL": url}, cwd=tmp_path)
+    assert ran.code == 0, ran.out + ran.err
+    assert "INVARIANT PASS no_server_errors" in ran.out
+    again = propworkload("new", "probe", cwd=tmp_path)
+    assert again.code == 2 and "exists; pick another name" in again.err
