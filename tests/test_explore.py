@@ -192,3 +192,40 @@ def test_new_scaffold_runs_and_needs_a_target(
     assert "INVARIANT PASS no_server_errors" in ran.out
     again = propworkload("new", "probe", cwd=tmp_path)
     assert again.code == 2 and "exists; pick another name" in again.err
+
+
+def test_sigint_after_a_failure_keeps_its_trace(payments: Service, tmp_path: Path) -> None:
+    """Ctrl-C once a failure is found: exit 1, the failure printed, its trace on disk."""
+    with payments("retry-credits-balance") as url:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "propworkload",
+                "explore",
+                str(PAYMENTS_MODEL),
+                "--url",
+                url,
+                "--time-budget",
+                "120",
+                "--seed",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if line.startswith("FOUND ") or time.monotonic() > deadline:
+                break
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    lines = out.splitlines()
+    assert lines[-1].startswith("SUMMARY failed") and lines[-1].endswith("stopped=interrupted")
+    traces = [line.split("trace: ", 1)[1] for line in lines if line.startswith("  trace: ")]
+    assert traces and all(Path(trace).is_file() for trace in traces)
