@@ -142,6 +142,36 @@ def test_coverage_gaps_are_flagged_and_can_fail_the_run(
     assert "gaps=2" in strict.lines[-1]
 
 
+def test_fail_on_gap_reaches_the_reports(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """With --fail-on-gap, the JSON report says failed and JUnit has a failing gaps case."""
+    model = tmp_path / "gappy.py"
+    model.write_text(NEVER_RUNS)
+    report, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    with payments() as url:
+        result = propworkload(
+            "explore",
+            str(model),
+            "--examples",
+            "10",
+            "--url",
+            url,
+            "--fail-on-gap",
+            "--report-json",
+            str(report),
+            "--junit",
+            str(junit),
+        )
+    assert result.code == 1
+    assert json.loads(report.read_text())["result"] == "failed"
+    (case,) = [
+        c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "coverage_gaps"
+    ]
+    element = case.find("failure")
+    assert element is not None and "rule unreachable never ran" in (element.text or "")
+
+
 def test_sigint_ends_explore_with_a_summary(payments: Service, tmp_path: Path) -> None:
     """Ctrl-C: the summary is printed and the status says it was interrupted."""
     with payments() as url:
@@ -229,3 +259,64 @@ def test_sigint_after_a_failure_keeps_its_trace(payments: Service, tmp_path: Pat
     assert lines[-1].startswith("SUMMARY failed") and lines[-1].endswith("stopped=interrupted")
     traces = [line.split("trace: ", 1)[1] for line in lines if line.startswith("  trace: ")]
     assert traces and all(Path(trace).is_file() for trace in traces)
+
+
+@pytest.mark.slow
+def test_explore_keeps_distinct_failures(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """Two bugs breaking two invariants: both are reported, each with its own trace."""
+    report = tmp_path / "r.json"
+    with payments("retry-credits-balance", "read-stale-refund") as url:
+        result = propworkload(
+            "explore",
+            str(PAYMENTS_MODEL),
+            "--url",
+            url,
+            "--time-budget",
+            "15",
+            "--seed",
+            "1",
+            "--report-json",
+            str(report),
+        )
+    assert result.code == 1, result.out + result.err
+    failures = json.loads(report.read_text())["failures"]
+    assert {f["invariant"] for f in failures} == {"balance_matches_model", "read_your_writes"}
+    traces = {f["trace"] for f in failures}
+    assert len(traces) == 2 and all(Path(t).is_file() for t in traces)
+
+
+def test_explore_budget_too_small(payments: Service, propworkload: CLI) -> None:
+    """A budget that ends before any example is a usage error, as for run."""
+    with payments() as url:
+        result = propworkload("explore", str(PAYMENTS_MODEL), "--url", url, "--time-budget", "0.3")
+    assert result.code == 2, result.out + result.err
+    assert "ended before one example ran" in result.err
+
+
+def test_new_refuses_a_folder_it_cannot_write(propworkload: CLI, tmp_path: Path) -> None:
+    """A file where the models folder should be: exit 2 and one line, no traceback."""
+    (tmp_path / "models").write_text("")
+    result = propworkload("new", "probe", cwd=tmp_path)
+    assert result.code == 2, result.out + result.err
+    assert "Traceback" not in result.err and "cannot write" in result.err
+
+
+def test_marker_catalog_reads_the_call_arguments() -> None:
+    """Only the name argument of sometimes()/reachable() calls is catalogued, not strings
+    elsewhere in the condition, in comments or in docstrings."""
+    from propworkload import Model, reachable, rule, sometimes
+
+    class Markers(Model):
+        """Mentions sometimes(x, "in a docstring")."""
+
+        @rule()
+        def step(self) -> None:
+            # sometimes(y, "in a comment")
+            status = 200
+            sometimes(status in (200, 201) and "x" in ("a", "b"), "real marker")
+            sometimes(True, name="by keyword")
+            reachable("reached")
+
+    assert Markers._pw_markers == ("real marker", "by keyword", "reached")

@@ -55,10 +55,14 @@ class _Probe(Model):
 
 
 def _bare_probe() -> Any:
+    import httpx
+
     from propworkload._record import ExampleRecord
+    from propworkload._runtime import RunState
 
     probe = object.__new__(_Probe)
     probe._pw_example = ExampleRecord(number=1)
+    probe._pw_run = RunState(url="http://unused.test", transport=httpx.MockTransport(print))
     return probe
 
 

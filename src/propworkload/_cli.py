@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -308,13 +309,16 @@ def explore(
                     }
                     for i in range(workers)
                 ]
+                started = time.perf_counter()
                 parts = explore_workers(jobs, tick=progress.set)
                 result = ExploreResult(
                     model=model_cls.model_name(), target=target, seed=seed, workers=workers
                 )
                 for part in parts:
                     result.merge(part)
-                result.seconds = max(part.seconds for part in parts)
+                if not parts:
+                    result.stopped = "interrupted"
+                result.seconds = time.perf_counter() - started
     finally:
         progress.close()
     rules, invariants = rules_of(model_cls), invariants_of(model_cls)
@@ -325,8 +329,12 @@ def explore(
     for found_failure in result.failures:
         click.echo(fail_line(found_failure.failure))
         n = len(found_failure.example.steps)
-        kind = "failing sequence, flaky" if found_failure.flaky else "minimal sequence"
-        click.echo(f"  {kind} ({n} steps, shrunk from {found_failure.first_steps}):")
+        if found_failure.flaky:
+            click.echo(f"  failing sequence ({n} steps; flaky: it did not fail again):")
+        elif not found_failure.minimal:
+            click.echo(f"  failing sequence ({n} steps; not fully shrunk):")
+        else:
+            click.echo(f"  minimal sequence ({n} steps, shrunk from {found_failure.first_steps}):")
         for line in sequence_lines(found_failure.example.steps):
             click.echo(line)
         if found_failure.trace_path:
@@ -338,16 +346,15 @@ def explore(
             click.echo(f"INVARIANT PASS {name} checks={count}")
     for line in format_coverage(coverage):
         click.echo(line)
-    report = json_report(result, coverage=coverage)
-    if report_json:
-        write_json_report(report_json, report)
-        click.echo(f"REPORT json: {report_json}")
-    if junit:
-        write_junit(junit, result, invariants=list(coverage["checks"]))
-        click.echo(f"REPORT junit: {junit}")
     code = result.exit_code
     if code == 0 and fail_on_gap and result.gaps:
         code = 1
+    if report_json:
+        write_json_report(report_json, json_report(result, coverage=coverage, failed=code == 1))
+        click.echo(f"REPORT json: {report_json}")
+    if junit:
+        write_junit(junit, result, invariants=list(coverage["checks"]), gaps_fail=fail_on_gap)
+        click.echo(f"REPORT junit: {junit}")
     verdict = "failed" if code == 1 else "passed"
     extra = f" stopped={result.stopped}" if result.stopped else ""
     click.echo(

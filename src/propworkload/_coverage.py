@@ -31,6 +31,17 @@ def path_template(target: str) -> str:
     return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
 
 
+#: Latencies kept per endpoint; beyond it every other one is dropped (memory stays bounded
+#: on hour-long runs, percentiles stay close).
+LATENCY_SAMPLE = 20_000
+
+
+def _sample(values: list[float], value: float) -> None:
+    values.append(value)
+    if len(values) > LATENCY_SAMPLE:
+        del values[::2]
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -53,8 +64,9 @@ class Coverage:
     steps_per_example: Counter[int] = attrs.field(factory=Counter)
     markers: Counter[str] = attrs.field(factory=Counter)
 
-    def add_example(self, record: ExampleRecord) -> None:
-        self.steps_per_example[len(record.steps)] += 1
+    def add_example(self, record: ExampleRecord, *, count_length: bool = True) -> None:
+        if count_length:
+            self.steps_per_example[len(record.steps)] += 1
         self.checks.update(record.checks)
         self.rejected.update(record.rejected)
         self.invariant_runs.update(record.invariant_runs)
@@ -69,7 +81,7 @@ class Coverage:
             endpoint = f"{exchange.method} {path_template(exchange.target)}"
             status = str(exchange.status) if exchange.status is not None else "error"
             self.statuses.setdefault(endpoint, Counter())[status] += 1
-            self.latencies.setdefault(endpoint, []).append(exchange.duration_ms)
+            _sample(self.latencies.setdefault(endpoint, []), exchange.duration_ms)
 
     def merge(self, other: Coverage) -> None:
         for name in ("chosen", "ran", "rejected", "checks", "invariant_runs", "markers"):
@@ -78,7 +90,9 @@ class Coverage:
         for endpoint, counts in other.statuses.items():
             self.statuses.setdefault(endpoint, Counter()).update(counts)
         for endpoint, values in other.latencies.items():
-            self.latencies.setdefault(endpoint, []).extend(values)
+            mine = self.latencies.setdefault(endpoint, [])
+            for value in values:
+                _sample(mine, value)
 
     def gaps(self, *, rules: list[str], invariants: list[str], markers: list[str]) -> list[str]:
         """What the run never reached, as lines (``rule refund never ran``)."""

@@ -10,6 +10,7 @@ ones the shorter is kept and the other's trace file deleted.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
@@ -21,6 +22,7 @@ import attrs
 
 from ._coverage import Coverage
 from ._engine import RunConfig, RunResult, run_model
+from ._errors import InvalidOption, PropworkloadError
 from ._events import Event
 from ._model import Model
 from ._record import ExampleRecord, Failure
@@ -128,19 +130,40 @@ def explore(
             time_budget=remaining,
             examples=left if left is not None else ROUND_EXAMPLES,
             retry_saved=config.retry_saved and result.rounds == 0,
-            generate_share=0.9,
+            generate_share=0.95,
+            known_failures=frozenset(f.failure.invariant for f in result.failures),
         )
         writer = make_writer(seed) if make_writer else None
         try:
             run = run_model(model_cls, round_config, listeners=listeners, write_trace=writer)
-        except Exception:
+        except InvalidOption:
             if result.rounds == 0:
                 raise
-            break  # e.g. a budget too small for one more example
+            break  # the budget left is too small for one more example
         result.rounds += 1
         result.examples += run.examples
         result.steps += run.steps
         result.coverage.merge(run.coverage)
+        first = run.first_example
+        if (
+            first is not None
+            and first.failure is not None
+            and run.failure is not None
+            and first.failure.invariant != run.failure.invariant
+        ):
+            # Shrinking slipped from one invariant to another: both are findings.
+            result.add(
+                DistinctFailure(
+                    failure=first.failure,
+                    example=first,
+                    first_steps=len(first.steps),
+                    seed=seed,
+                    flaky=False,
+                    trace_path=getattr(writer, "first_path", None),
+                    worker=worker,
+                    minimal=False,
+                )
+            )
         if run.failure is not None and run.example is not None:
             result.add(
                 DistinctFailure(
@@ -161,6 +184,11 @@ def explore(
             break
         seed += 1
     result.seconds = time.perf_counter() - started
+    if result.rounds == 0 and not result.stopped:
+        raise InvalidOption(
+            f"the time budget ({config.time_budget:g} s) ended before one example ran; "
+            "raise --time-budget"
+        )
     return result
 
 
@@ -168,8 +196,11 @@ _COUNTERS: Any = None
 
 
 def _init_worker(counters: Any) -> None:
+    import signal
+
     global _COUNTERS
     _COUNTERS = counters
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
 
 
 def _count(event: Event) -> None:
@@ -188,17 +219,13 @@ def _count(event: Event) -> None:
 
 def _worker(job: dict[str, Any]) -> ExploreResult:
     """One worker process: load the model, explore, return what it found."""
-    import signal
-
     from ._database import open_database
     from ._loader import load_model
-    from ._runtime import StopRun
     from ._trace import Artifacts, TraceWriter
 
     def stop(signum: int, frame: Any) -> None:
         raise StopRun("terminated")
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGTERM, stop)
     model_cls, _ = load_model(job["model"])
     artifacts = Artifacts()
@@ -251,7 +278,13 @@ def explore_workers(
         initializer=_init_worker,
         initargs=(counters,),
     ) as pool:
-        futures = [pool.submit(_worker, job) for job in jobs]
+        # Workers are started by submit(); a Ctrl-C before their initializer ran would kill
+        # them mid-start, so SIGINT stays blocked (and, in the children, ignored) meanwhile.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            futures = [pool.submit(_worker, job) for job in jobs]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         try:
             while not all(f.done() for f in futures):
                 wait(futures, timeout=0.25)
@@ -264,4 +297,8 @@ def explore_workers(
             for result in results:
                 result.stopped = stop.reason
             return results
+        for future in futures:
+            error = future.exception()
+            if isinstance(error, PropworkloadError):
+                raise error
         return [f.result() for f in futures]

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._events import Event, ExampleFinished, FailureFound
 
@@ -13,7 +14,8 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    """Counts examples, steps and failures from engine events and shows them."""
+    """Counts examples, steps and failing invariants from engine events and shows them,
+    refreshed on a timer so that elapsed and remaining time move on a slow service too."""
 
     def __init__(
         self, *, budget: float | None, stream: TextIO | None = None, interval: float = 5.0
@@ -22,17 +24,27 @@ class Progress:
         self.budget = budget
         self.interval = interval
         self.started = time.monotonic()
-        self.last_shown = self.started
         self.examples = self.steps = self.failures = 0
-        self.live = None
+        self._failing: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.live: Any = None
         if self.stream.isatty():
             from rich.console import Console
             from rich.live import Live
 
             self.live = Live(
-                console=Console(file=self.stream), transient=True, refresh_per_second=4
+                self, console=Console(file=self.stream), transient=True, refresh_per_second=4
             )
             self.live.start()
+        else:
+            self._thread = threading.Thread(target=self._plain_lines, daemon=True)
+            self._thread.start()
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text(self.line())
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -43,39 +55,32 @@ class Progress:
             f"failures={self.failures} elapsed={elapsed:.0f}s{remaining}"
         )
 
+    def _plain_lines(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.print(f"PROGRESS {self.line()}")
+
     def print(self, text: str) -> None:
         """Print a line above the live display (or plainly)."""
-        if self.live is not None:
-            self.live.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=self.stream, flush=True)
+        with self._lock:
+            if self.live is not None:
+                self.live.console.print(text, markup=False, highlight=False)
+            else:
+                print(text, file=self.stream, flush=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ExampleFinished):
             self.examples += 1
             self.steps += len(event.example.steps)
-        elif isinstance(event, FailureFound) and event.first:
-            self.failures += 1
-        else:
-            return
-        self.show()
+        elif isinstance(event, FailureFound) and event.example.failure is not None:
+            self._failing.add(event.example.failure.invariant)
+            self.failures = len(self._failing)
 
     def set(self, examples: int, steps: int, failures: int) -> None:
         """Totals counted elsewhere (worker processes)."""
         self.examples, self.steps, self.failures = examples, steps, failures
-        self.show()
-
-    def show(self) -> None:
-        now = time.monotonic()
-        if self.live is not None:
-            if now - self.last_shown >= 0.25:
-                self.last_shown = now
-                self.live.update(self.line())
-        elif now - self.last_shown >= self.interval:
-            self.last_shown = now
-            self.print(f"PROGRESS {self.line()}")
 
     def close(self) -> None:
+        self._stop.set()
         if self.live is not None:
             self.live.stop()
             self.live = None

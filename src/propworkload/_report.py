@@ -8,7 +8,7 @@ from typing import Any
 
 from ._console import fail_line, sequence_lines
 from ._explore import ExploreResult
-from ._record import jsonable
+from ._record import jsonable, redact_url
 from ._trace import write_json_atomic
 
 __all__ = ["REPORT_VERSION", "json_report", "write_json_report", "write_junit"]
@@ -17,13 +17,13 @@ REPORT_FORMAT = "propworkload-report"
 REPORT_VERSION = 1
 
 
-def json_report(result: ExploreResult, *, coverage: dict[str, Any]) -> dict[str, Any]:
-    """The JSON report as a dict."""
+def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool) -> dict[str, Any]:
+    """The JSON report as a dict; ``failed`` is the run's verdict (gaps can fail it)."""
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "model": result.model,
-        "target": result.target,
+        "target": redact_url(result.target),
         "seed": result.seed,
         "workers": result.workers,
         "rounds": result.rounds,
@@ -31,7 +31,7 @@ def json_report(result: ExploreResult, *, coverage: dict[str, Any]) -> dict[str,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
         "stopped": result.stopped,
-        "result": "failed" if result.failures else "passed",
+        "result": "failed" if failed else "passed",
         "failures": [
             {
                 "invariant": f.failure.invariant,
@@ -58,26 +58,39 @@ def write_json_report(path: Path, report: dict[str, Any]) -> None:
     write_json_atomic(path, report)
 
 
-def write_junit(path: Path, result: ExploreResult, *, invariants: list[str]) -> None:
-    """One test case per invariant; a failed one carries the FAIL line and the trace."""
-    failed = {f.failure.invariant: f for f in result.failures}
+def write_junit(
+    path: Path, result: ExploreResult, *, invariants: list[str], gaps_fail: bool
+) -> None:
+    """One test case per invariant; a failed one carries each failure's FAIL line, steps
+    and trace. With ``gaps_fail``, a ``coverage_gaps`` case lists the gaps."""
+    failed: dict[str, list[Any]] = {}
+    for found in result.failures:
+        failed.setdefault(found.failure.invariant, []).append(found)
     names = list(dict.fromkeys([*invariants, *failed]))
+    gap_case = gaps_fail and bool(result.gaps)
     suite = ET.Element(
         "testsuite",
         name=f"propworkload.{result.model}",
-        tests=str(len(names)),
-        failures=str(len(failed)),
+        tests=str(len(names) + gap_case),
+        failures=str(len(failed) + gap_case),
         errors="0",
         skipped="0",
         time=f"{result.seconds:.3f}",
     )
     for name in names:
         case = ET.SubElement(suite, "testcase", classname=result.model, name=name, time="0")
-        found = failed.get(name)
-        if found is not None:
-            element = ET.SubElement(case, "failure", message=fail_line(found.failure))
-            trace = f"trace: {found.trace_path}" if found.trace_path else "no trace"
-            element.text = "\n".join([*sequence_lines(found.example.steps), trace])
+        founds = failed.get(name)
+        if founds:
+            element = ET.SubElement(case, "failure", message=fail_line(founds[0].failure))
+            text: list[str] = []
+            for found in founds:
+                trace = f"trace: {found.trace_path}" if found.trace_path else "no trace"
+                text += [fail_line(found.failure), *sequence_lines(found.example.steps), trace]
+            element.text = "\n".join(text)
+    if gap_case:
+        case = ET.SubElement(suite, "testcase", classname=result.model, name="coverage_gaps")
+        element = ET.SubElement(case, "failure", message=f"{len(result.gaps)} coverage gaps")
+        element.text = "\n".join(result.gaps)
     suites = ET.Element("testsuites")
     suites.append(suite)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,7 @@ class RunState:
     stopped: str | None = None
     coverage: Coverage = attrs.field(factory=Coverage)
     current_example: ExampleRecord | None = None
+    known_failures: frozenset[str] = frozenset()
     _started: int = 0
 
     def _check_budget(self) -> None:
@@ -93,7 +94,8 @@ class RunState:
         self.examples += 1
         self.steps += len(record.steps)
         self.checks.update(record.checks)
-        self.coverage.add_example(record)
+        # Shrinking runs many short examples; they would skew the steps-per-example figures.
+        self.coverage.add_example(record, count_length=self.first_failure is None)
         self.last_example = record
         if record.failure is not None:
             first = self.first_failure is None

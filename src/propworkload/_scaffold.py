@@ -103,6 +103,11 @@ def scaffold(name: str, root: Path) -> list[Path]:
         if path.exists():
             raise InvalidOption(f"{path} exists; pick another name or remove it")
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InvalidOption(
+                f"cannot write {path} ({exc.strerror or exc}); check the folder"
+            ) from None
     return list(files)

@@ -119,13 +119,24 @@ class TraceWriter:
     artifacts: Artifacts = attrs.field(factory=Artifacts)
     sample: str | None = None
     path: Path | None = None
+    first_path: Path | None = None
+    _first_invariant: str | None = None
 
     def __call__(self, example: ExampleRecord, result: RunResult | None) -> Path:
+        invariant = example.failure.invariant if example.failure else None
         if self.path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             folder = self.artifacts.folder() / "traces"
             folder.mkdir(parents=True, exist_ok=True)
-            self.path = folder / f"{self.model_name}-{self.seed}-{stamp}.json"
+            self.path = self.first_path = folder / f"{self.model_name}-{self.seed}-{stamp}.json"
+            self._first_invariant = invariant
+        elif (
+            result is not None
+            and invariant != self._first_invariant
+            and self.path == self.first_path
+        ):
+            # Shrinking ended on another invariant: keep the first failure's trace too.
+            self.path = self.path.with_name(f"{self.path.stem}-{invariant}.json")
         from . import __version__
 
         failure = example.failure
