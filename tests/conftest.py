@@ -93,3 +93,25 @@ def free_url() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     yield f"http://127.0.0.1:{port}"
+
+
+def spawn_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``propworkload ARGS...`` in the background, to signal it while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "propworkload", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def read_until(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) -> None:
+    """Read the process's output until a line starts with ``prefix`` (or time runs out)."""
+    import time
+
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if line.startswith(prefix) or time.monotonic() > deadline:
+            return

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -15,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, Completed, run_command
+from conftest import PAYMENTS_MODEL, Completed, read_until, run_command, spawn_cli
 
 Service = Callable[..., AbstractContextManager[str]]
 CLI = Callable[..., Completed]
@@ -175,25 +172,11 @@ def test_fail_on_gap_reaches_the_reports(
 def test_sigint_ends_explore_with_a_summary(payments: Service, tmp_path: Path) -> None:
     """Ctrl-C: the summary is printed and the status says it was interrupted."""
     with payments() as url:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "propworkload",
-                "explore",
-                str(PAYMENTS_MODEL),
-                "--url",
-                url,
-                "--time-budget",
-                "120",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        proc = spawn_cli(
+            ["explore", str(PAYMENTS_MODEL), "--url", url, "--time-budget", "120"],
+            env={"PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
         )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("SEED ")
+        read_until(proc, "SEED ")
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -227,30 +210,11 @@ def test_new_scaffold_runs_and_needs_a_target(
 def test_sigint_after_a_failure_keeps_its_trace(payments: Service, tmp_path: Path) -> None:
     """Ctrl-C once a failure is found: exit 1, the failure printed, its trace on disk."""
     with payments("retry-credits-balance") as url:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "propworkload",
-                "explore",
-                str(PAYMENTS_MODEL),
-                "--url",
-                url,
-                "--time-budget",
-                "120",
-                "--seed",
-                "2",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        proc = spawn_cli(
+            ["explore", str(PAYMENTS_MODEL), "--url", url, "--time-budget", "120", "--seed", "2"],
+            env={"PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
         )
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        for line in proc.stdout:
-            if line.startswith("FOUND ") or time.monotonic() > deadline:
-                break
+        read_until(proc, "FOUND ")
         time.sleep(1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, ROOT, Completed, run_command
+from conftest import PAYMENTS_MODEL, ROOT, Completed, read_until, run_command, spawn_cli
 
 Service = Callable[..., AbstractContextManager[str]]
 CLI = Callable[..., Completed]
@@ -199,27 +198,11 @@ def test_trace_from_the_embedded_service_replays_on_a_fresh_one(
 def test_sigterm_before_any_failure_is_not_a_pass(payments: Service, tmp_path: Path) -> None:
     """A run stopped by SIGTERM that found nothing exits 143, not 0."""
     with payments() as url:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "propworkload",
-                "run",
-                str(PAYMENTS_MODEL),
-                "--examples",
-                "100000",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **__import__("os").environ,
-                "APP_URL": url,
-                "PROPWORKLOAD_ARTIFACTS": str(tmp_path),
-            },
+        proc = spawn_cli(
+            ["run", str(PAYMENTS_MODEL), "--examples", "100000"],
+            env={"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
         )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("SEED ")
+        read_until(proc, "SEED ")
         time.sleep(1)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -277,18 +260,11 @@ def test_sigterm_while_shrinking_leaves_a_replayable_trace(
     artifacts = tmp_path / "artifacts"
     with payments("retry-credits-balance") as url:
         env = {"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(artifacts)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "propworkload", "run", str(model), "--seed", "3"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**__import__("os").environ, **env},
+        proc = spawn_cli(
+            ["run", str(model), "--seed", "3"],
+            env=env,
         )
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        for line in proc.stdout:
-            if line.startswith("FOUND ") or time.monotonic() > deadline:
-                break
+        read_until(proc, "FOUND ")
         proc.send_signal(signal.SIGTERM)
         rest, err = proc.communicate(timeout=60)
         lines = rest.splitlines()

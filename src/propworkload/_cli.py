@@ -129,10 +129,9 @@ def _execute(
             )
         except ValueError as exc:
             raise InvalidOption(str(exc)) from None
-        writer = TraceWriter(
-            model_file=model_path,
-            model_class=model_cls.__name__,
-            model_name=model_cls.model_name(),
+        writer = TraceWriter.for_model(
+            model_cls,
+            model_path,
             seed=seed,
             target=target,
             artifacts=artifacts,
@@ -267,10 +266,9 @@ def explore(
                 )
 
                 def make_writer(round_seed: int) -> TraceWriter:
-                    return TraceWriter(
-                        model_file=str(path),
-                        model_class=model_cls.__name__,
-                        model_name=model_cls.model_name(),
+                    return TraceWriter.for_model(
+                        model_cls,
+                        str(path),
                         seed=round_seed,
                         target=target,
                         artifacts=artifacts,

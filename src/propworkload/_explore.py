@@ -243,10 +243,9 @@ def _worker(job: dict[str, Any]) -> ExploreResult:
     )
 
     def make_writer(seed: int) -> TraceWriter:
-        return TraceWriter(
-            model_file=job["model_path"],
-            model_class=model_cls.__name__,
-            model_name=model_cls.model_name(),
+        return TraceWriter.for_model(
+            model_cls,
+            job["model_path"],
             seed=seed,
             target=job["url"],
             artifacts=artifacts,

@@ -23,6 +23,7 @@ from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
 
 if TYPE_CHECKING:
     from ._engine import RunResult
+    from ._model import Model
 
 __all__ = [
     "TRACE_FORMAT",
@@ -121,6 +122,28 @@ class TraceWriter:
     path: Path | None = None
     first_path: Path | None = None
     _first_invariant: str | None = None
+
+    @classmethod
+    def for_model(
+        cls,
+        model: type[Model],
+        model_file: str | None,
+        *,
+        seed: int,
+        target: str,
+        artifacts: Artifacts,
+        sample: str | None,
+    ) -> TraceWriter:
+        """The writer for one run of ``model`` (``sample`` when the target is embedded)."""
+        return cls(
+            model_file=model_file,
+            model_class=model.__name__,
+            model_name=model.model_name(),
+            seed=seed,
+            target=target,
+            artifacts=artifacts,
+            sample=sample,
+        )
 
     def __call__(self, example: ExampleRecord, result: RunResult | None) -> Path:
         invariant = example.failure.invariant if example.failure else None
