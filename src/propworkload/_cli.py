@@ -47,13 +47,30 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
     return value
 
 
+# Options that run and explore share, declared once.
+_url_option = click.option(
+    "--url",
+    help="Base URL of the service (default: $APP_URL, else the model's embedded sample service).",
+)
+_steps_option = click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=DEFAULT_STEPS,
+    show_default=True,
+    help="Most steps in one example.",
+)
+_database_option = click.option(
+    "--database",
+    default="",
+    metavar="PATH|redis://HOST:PORT/N|none",
+    help="Failure database; saved failures are retried first, workers share it "
+    "(default: the artifact folder's examples/).",
+)
+
+
 def _run_options(command: F) -> F:
     options = [
-        click.option(
-            "--url",
-            help="Base URL of the service (default: $APP_URL, else the "
-            "model's embedded sample service).",
-        ),
+        _url_option,
         click.option(
             "--examples",
             type=click.IntRange(min=1),
@@ -61,13 +78,7 @@ def _run_options(command: F) -> F:
             show_default=True,
             help="Examples (action sequences) to try.",
         ),
-        click.option(
-            "--steps",
-            type=click.IntRange(min=1),
-            default=DEFAULT_STEPS,
-            show_default=True,
-            help="Most steps in one example.",
-        ),
+        _steps_option,
         click.option(
             "--seed",
             type=click.IntRange(min=0),
@@ -83,13 +94,7 @@ def _run_options(command: F) -> F:
             help="Wall-clock cap: search stops at 70% of it, shrinking at 100%.",
             callback=_finite,
         ),
-        click.option(
-            "--database",
-            default="",
-            metavar="PATH|redis://HOST:PORT/N|none",
-            help="Failure database; saved failures are retried first "
-            "(default: the artifact folder's examples/).",
-        ),
+        _database_option,
     ]
     for option in reversed(options):
         command = option(command)
@@ -158,10 +163,7 @@ def run(model: str, **options: Any) -> int:
 
 @cli.command()
 @click.argument("model", metavar="MODEL")
-@click.option(
-    "--url",
-    help="Base URL of the service (default: $APP_URL, else the model's embedded sample service).",
-)
+@_url_option
 @click.option(
     "--time-budget",
     type=click.FloatRange(min=0, min_open=True),
@@ -189,19 +191,8 @@ def run(model: str, **options: Any) -> int:
     envvar="PROPWORKLOAD_SEED",
     help="First seed (worker i, round r uses a seed derived from it).",
 )
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=DEFAULT_STEPS,
-    show_default=True,
-    help="Most steps in one example.",
-)
-@click.option(
-    "--database",
-    default="",
-    metavar="PATH|redis://HOST:PORT/N|none",
-    help="Failure database shared by the workers (default: ARTIFACTS/examples).",
-)
+@_steps_option
+@_database_option
 @click.option(
     "--report-json",
     type=click.Path(dir_okay=False, path_type=Path),
