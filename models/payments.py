@@ -19,7 +19,7 @@ import attrs
 import httpx
 from hypothesis import strategies as st
 
-from propworkload import Bundle, Model, invariant, main, rule, sometimes
+from propworkload import Bundle, Model, Possible, invariant, main, rule, sometimes
 
 
 @attrs.frozen
@@ -27,7 +27,8 @@ class Charge:
     """A charge as the model expects it."""
 
     key: str
-    id: str
+    #: None while the charge is only known from a request whose answer never came.
+    id: str | None
     amount: int
     refunded: int = 0
 
@@ -51,20 +52,47 @@ class Ledger:
         """Charged minus refunded, over all of the customer's charges."""
         return sum(c.remaining for c in self.charges.values())
 
-    def charge(self, key: str, charge_id: str, amount: int) -> Ledger:
-        return attrs.evolve(
-            self, charges={**self.charges, key: Charge(key=key, id=charge_id, amount=amount)}
-        )
+    def charge(self, key: str, charge_id: str | None, amount: int) -> Ledger:
+        """The ledger once ``key`` is charged; charging a key again changes nothing but
+        may teach the charge's id."""
+        existing = self.charges.get(key)
+        if existing is not None:
+            if existing.id is not None or charge_id is None:
+                return self
+            charge = attrs.evolve(existing, id=charge_id)
+        else:
+            charge = Charge(key=key, id=charge_id, amount=amount)
+        return attrs.evolve(self, charges={**self.charges, key: charge})
 
-    def refund(self, key: str, amount: int | None) -> tuple[Ledger, bool]:
-        """The ledger after refunding ``amount`` (None: what remains), and whether the
-        service should accept the refund at all."""
+    def accepts_refund(self, key: str, amount: int | None) -> bool:
+        """Whether the service should accept a refund of ``amount`` (None: what remains)."""
         charge = self.charges[key]
         wanted = charge.remaining if amount is None else amount
-        if wanted == 0 or wanted > charge.remaining:
-            return self, False
+        return 0 < wanted <= charge.remaining
+
+    def refund(self, key: str, amount: int | None) -> Ledger:
+        """The ledger after refunding ``amount`` (None: what remains), if it is accepted."""
+        if not self.accepts_refund(key, amount):
+            return self
+        charge = self.charges[key]
+        wanted = charge.remaining if amount is None else amount
         refunded = attrs.evolve(charge, refunded=charge.refunded + wanted)
-        return attrs.evolve(self, charges={**self.charges, key: refunded}), True
+        return attrs.evolve(self, charges={**self.charges, key: refunded})
+
+    def agrees_with(self, listed: dict[str, dict[str, Any]]) -> Ledger | None:
+        """This ledger, with the ids it lacked taken from the service's listing of its
+        charges (by key); None if the listing contradicts it."""
+        if set(listed) != set(self.charges):
+            return None
+        charges = {}
+        for key, charge in self.charges.items():
+            shown = listed[key]
+            if (charge.amount, charge.refunded) != (shown["amount"], shown["refunded"]):
+                return None
+            if charge.id is not None and charge.id != shown["id"]:
+                return None
+            charges[key] = attrs.evolve(charge, id=shown["id"])
+        return Ledger(charges=charges)
 
 
 def _view(charge: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +116,13 @@ def _expect(response: httpx.Response, *statuses: int) -> httpx.Response:
 
 
 class Payments(Model):
-    """Charges with idempotency keys, partial and full refunds, and a customer balance."""
+    """Charges with idempotency keys, partial and full refunds, and a customer balance.
+
+    Every write carries an Idempotency-Key and goes through ``self.retry``: when an answer
+    is lost (``--faults``, or a real network), the same request is sent again. When no
+    attempt is answered the outcome is unknown, and the model keeps both possible ledgers
+    (``Possible.maybe``) until the next listing of the customer's charges tells them apart.
+    """
 
     sample = "payments"
     tenant_prefix = "cus_"
@@ -97,7 +131,9 @@ class Payments(Model):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = Ledger()
+        self.ledgers = Possible(Ledger())
+        self.amounts: dict[str, int] = {}
+        self.refunds_sent = 0
 
     def _charge(self, key: str, amount: int) -> httpx.Response:
         return self.http.post(
@@ -106,49 +142,96 @@ class Payments(Model):
             headers={"Idempotency-Key": key},
         )
 
+    def _known_id(self, key: str) -> str | None:
+        """The charge's id, if the charge surely exists and its id is known."""
+        ids = self.ledgers.values(lambda ledger: getattr(ledger.charges.get(key), "id", None))
+        return ids[0] if len(ids) == 1 else None
+
+    def _charged(self, key: str, amount: int, response: httpx.Response | None) -> None:
+        if response is None:  # every attempt failed: it may or may not have been charged
+            self.ledgers = self.ledgers.maybe(lambda ledger: ledger.charge(key, None, amount))
+            return
+        # 201 created; 200 when an earlier attempt (whose answer was lost) created it.
+        charge_id = _expect(response, 200, 201).json()["id"]
+        self.ledgers = self.ledgers.then(lambda ledger: ledger.charge(key, charge_id, amount))
+
     @rule(target=keys, amount=st.integers(min_value=1, max_value=1000))
     def charge(self, amount: int) -> str:
-        key = f"k{len(self.ledger.charges)}"
-        response = _expect(self._charge(key, amount), 201)
-        self.ledger = self.ledger.charge(key, response.json()["id"], amount)
+        key = f"k{len(self.amounts)}"
+        self.amounts[key] = amount
+        self._charged(key, amount, self.retry(lambda: self._charge(key, amount)))
         return key
 
     @rule(key=keys)
     def retry_charge(self, key: str) -> None:
         """The same request again, as a client does when it is unsure the first one landed."""
-        response = _expect(self._charge(key, self.ledger.charges[key].amount), 200, 201)
-        sometimes(response.status_code == 200, "retry returned the existing charge")
+        amount = self.amounts[key]
+        response = self.retry(lambda: self._charge(key, amount))
+        sometimes(
+            response is not None and response.status_code == 200,
+            "retry returned the existing charge",
+        )
+        self._charged(key, amount, response)
 
     @rule(key=keys, amount=st.none() | st.integers(min_value=1, max_value=1000))
     def refund(self, key: str, amount: int | None) -> None:
         """Refund ``amount`` of the charge, or all that remains of it when None."""
-        charge_id = self.ledger.charges[key].id
-        partly_refunded = 0 < self.ledger.charges[key].refunded < self.ledger.charges[key].amount
-        sometimes(partly_refunded and amount is None, "full refund after a partial one")
+        charge_id = self._known_id(key)
+        if charge_id is None:
+            return  # the charge's fate is unknown (a lost answer): nothing to refund yet
+        sometimes(
+            amount is None
+            and any(0 < lg.charges[key].refunded < lg.charges[key].amount for lg in self.ledgers),
+            "full refund after a partial one",
+        )
+        refund_key = f"{key}-r{self.refunds_sent}"
+        self.refunds_sent += 1
         body = {} if amount is None else {"amount": amount}
-        response = _expect(self.http.post(f"/charges/{charge_id}/refunds", json=body), 201, 409)
-        self.ledger, accepted = self.ledger.refund(key, amount)
-        outcome = "accepted" if response.status_code == 201 else "rejected"
+        response = self.retry(
+            lambda: self.http.post(
+                f"/charges/{charge_id}/refunds",
+                json=body,
+                headers={"Idempotency-Key": refund_key},
+            )
+        )
+        if response is None:
+            self.ledgers = self.ledgers.maybe(lambda ledger: ledger.refund(key, amount))
+            return
+        accepted = _expect(response, 201, 409).status_code == 201
+        possible = self.ledgers.values(lambda ledger: ledger.accepts_refund(key, amount))
         # A refund beyond what remains must be turned away, and one within it taken.
         self.check(
-            "refund_accepted" if accepted else "refund_within_charge",
-            expected="accepted" if accepted else "rejected",
-            actual=outcome,
+            "refund_within_charge" if accepted else "refund_accepted",
+            holds=accepted in possible,
+            expected=self.ledgers.expected(
+                lambda ledger: "accepted" if ledger.accepts_refund(key, amount) else "rejected"
+            ),
+            actual="accepted" if accepted else "rejected",
             charge=charge_id,
             key=key,
         )
+        self.ledgers = self.ledgers.where(
+            lambda ledger: ledger.accepts_refund(key, amount) == accepted
+        ).then(lambda ledger: ledger.refund(key, amount))
 
     @rule(key=keys)
     def read(self, key: str) -> None:
-        expected = self.ledger.charges[key]
-        response = _expect(self.http.get(f"/charges/{expected.id}"), 200)
+        charge_id = self._known_id(key)
+        if charge_id is None:
+            return
+        response = self.retry(lambda: self.http.get(f"/charges/{charge_id}"))
+        if response is None:
+            return  # a read changes nothing; there is just nothing to compare
+        actual = _view(_expect(response, 200).json())
         self.check(
             "read_your_writes",
-            expected=expected.view(),
-            actual=_view(response.json()),
-            charge=expected.id,
+            holds=actual in self.ledgers.values(lambda ledger: ledger.charges[key].view()),
+            expected=self.ledgers.expected(lambda ledger: ledger.charges[key].view()),
+            actual=actual,
+            charge=charge_id,
             key=key,
         )
+        self.ledgers = self.ledgers.where(lambda ledger: ledger.charges[key].view() == actual)
 
     @invariant()
     def service_matches_model(self) -> None:
@@ -156,9 +239,18 @@ class Payments(Model):
         balance = _expect(self.http.get(f"/customers/{self.tenant}/balance"), 200).json()
         balance = balance["balance"]
         per_key = Counter(charge["idempotency_key"] for charge in listed)
-        for key in self.ledger.charges:
+        for key in self.amounts:
+
+            def count(ledger: Ledger, key: str = key) -> int:
+                return int(key in ledger.charges)
+
             self.check(
-                "charged_once", expected=1, actual=per_key[key], customer=self.tenant, key=key
+                "charged_once",
+                holds=per_key[key] in self.ledgers.values(count),
+                expected=self.ledgers.expected(count),
+                actual=per_key[key],
+                customer=self.tenant,
+                key=key,
             )
         shared = sorted(i for i, n in Counter(charge["id"] for charge in listed).items() if n > 1)
         self.check("unique_ids", expected=[], actual=shared, customer=self.tenant)
@@ -178,16 +270,25 @@ class Payments(Model):
             actual=balance,
             customer=self.tenant,
         )
+        # The listing settles every unknown outcome: keep the ledgers that agree with it.
+        by_key = {charge["idempotency_key"]: charge for charge in listed}
+        self.ledgers = self.ledgers.refine(lambda ledger: ledger.agrees_with(by_key))
         self.check(
             "balance_matches_model",
-            expected=self.ledger.balance,
+            holds=balance in self.ledgers.values(lambda ledger: ledger.balance),
+            expected=self.ledgers.expected(lambda ledger: ledger.balance),
             actual=balance,
             customer=self.tenant,
         )
+        actual = [_view(charge) for charge in listed]
+        views = self.ledgers.values(lambda ledger: [c.view() for c in ledger.charges.values()])
         self.check(
             "charges_listed",
-            expected=[c.view() for c in self.ledger.charges.values()],
-            actual=[_view(charge) for charge in listed],
+            holds=actual in views,
+            expected=self.ledgers.expected(
+                lambda ledger: [c.view() for c in ledger.charges.values()]
+            ),
+            actual=actual,
             customer=self.tenant,
         )
 

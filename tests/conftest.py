@@ -7,8 +7,9 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -115,3 +116,100 @@ def read_until(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) ->
     for line in proc.stdout:
         if line.startswith(prefix) or time.monotonic() > deadline:
             return
+
+
+def _close(sock: Any) -> None:
+    """Close ``sock``, first waking any thread blocked reading it."""
+    import socket
+
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with suppress(OSError):
+        sock.close()
+
+
+class FlakyProxy:
+    """A TCP proxy on loopback that cuts the connection instead of forwarding one answer
+    in ``every`` (after the first ``spare``): the network faults a simulator injects, from
+    outside the tool. The client sees a transport error; the service did the work."""
+
+    def __init__(self, upstream: str, *, every: int = 6, spare: int = 4) -> None:
+        import socket
+        import threading
+
+        host, port = upstream.removeprefix("http://").split(":")
+        self._upstream = (host, int(port))
+        self._every, self._spare = every, spare
+        self._lock = threading.Lock()
+        self._answers = 0
+        self.cut = 0
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._upstream)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._sockets += [client, server]
+            for args in ((client, server, False), (server, client, True)):
+                thread = threading.Thread(target=self._pump, args=args, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, source: Any, sink: Any, answers: bool) -> None:
+        import socket
+        import struct
+
+        try:
+            while data := source.recv(65536):
+                if answers:
+                    with self._lock:
+                        self._answers += 1
+                        cut = self._answers > self._spare and self._answers % self._every == 0
+                        self.cut += cut
+                    if cut:
+                        sink.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            _close(sock)
+
+    def close(self) -> None:
+        _close(self._listener)
+        with self._lock:
+            for sock in self._sockets:
+                _close(sock)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def flaky_proxy() -> Iterator[Callable[..., FlakyProxy]]:
+    """``flaky_proxy(url, every=6)``: a proxy to ``url`` that cuts every 6th answer."""
+    proxies: list[FlakyProxy] = []
+
+    def start(url: str, **kwargs: int) -> FlakyProxy:
+        proxies.append(FlakyProxy(url, **kwargs))
+        return proxies[-1]
+
+    yield start
+    for proxy in proxies:
+        proxy.close()

@@ -175,7 +175,7 @@ from propworkload import invariant
 class NoChargesAllowed(Payments):
     @invariant()
     def no_charges(self):
-        self.check("no_charges", expected=0, actual=len(self.ledger.charges))
+        self.check("no_charges", expected=0, actual=len(self.amounts))
 """
 
 

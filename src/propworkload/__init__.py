@@ -29,6 +29,7 @@ from ._errors import (
     TargetUnreachable,
 )
 from ._model import Model
+from ._possible import Possible
 from ._replay import Replay
 from ._runtime import reachable, sometimes
 
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidTrace",
     "InvariantFailure",
     "Model",
+    "Possible",
     "PropworkloadError",
     "Replay",
     "SetupFailed",
@@ -69,6 +71,7 @@ for _cls in (
     InvalidTrace,
     InvariantFailure,
     Model,
+    Possible,
     PropworkloadError,
     Replay,
     SetupFailed,

@@ -25,6 +25,7 @@ from ._database import open_database
 from ._engine import RunConfig, fresh_seed, run_model
 from ._errors import InvalidOption, InvalidTrace, PropworkloadError
 from ._events import FailureFound, Notice
+from ._faults import FAULT_KINDS, FaultPlan, parse_faults
 from ._loader import load_model
 from ._model import Model
 from ._record import redact_url
@@ -68,6 +69,27 @@ _database_option = click.option(
 )
 
 
+_faults_option = click.option(
+    "--faults",
+    default="",
+    metavar="KIND,...",
+    help=f"Inject network faults into the rules' requests: {', '.join(FAULT_KINDS)}, or all.",
+)
+_fault_rate_option = click.option(
+    "--fault-rate",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.25,
+    show_default=True,
+    help="Chance that a request gets a fault (with --faults).",
+)
+
+
+def _fault_plan(faults: str, fault_rate: float) -> FaultPlan | None:
+    if not faults:
+        return None
+    return FaultPlan(kinds=parse_faults(faults), rate=fault_rate)
+
+
 def _run_options(command: F) -> F:
     options = [
         _url_option,
@@ -95,6 +117,8 @@ def _run_options(command: F) -> F:
             callback=_finite,
         ),
         _database_option,
+        _faults_option,
+        _fault_rate_option,
     ]
     for option in reversed(options):
         command = option(command)
@@ -111,6 +135,8 @@ def _execute(
     seed: int | None,
     time_budget: float,
     database: str,
+    faults: str,
+    fault_rate: float,
 ) -> int:
     from ._console import ConsoleReporter
 
@@ -131,6 +157,7 @@ def _execute(
                 model_path=model_path,
                 database=failures_db,
                 retry_saved=not pinned,
+                faults=_fault_plan(faults, fault_rate),
             )
         except ValueError as exc:
             raise InvalidOption(str(exc)) from None
@@ -193,6 +220,8 @@ def run(model: str, **options: Any) -> int:
 )
 @_steps_option
 @_database_option
+@_faults_option
+@_fault_rate_option
 @click.option(
     "--report-json",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -215,6 +244,8 @@ def explore(
     seed: int | None,
     steps: int,
     database: str,
+    faults: str,
+    fault_rate: float,
     report_json: Path | None,
     junit: Path | None,
     fail_on_gap: bool,
@@ -231,6 +262,7 @@ def explore(
         raise InvalidOption("give --time-budget or --examples, not both")
     budget = time_budget if time_budget is not None else (300.0 if examples is None else 86400.0)
     model_cls, path = load_model(model)
+    fault_plan = _fault_plan(faults, fault_rate)
     pinned = seed is not None
     seed = fresh_seed() if seed is None else seed
     embedded = not (url or os.environ.get("APP_URL"))
@@ -254,6 +286,7 @@ def explore(
                     model_path=str(path),
                     database=failures_db,
                     retry_saved=not pinned,
+                    faults=fault_plan,
                 )
 
                 def make_writer(round_seed: int) -> TraceWriter:
@@ -292,6 +325,7 @@ def explore(
                         "time_budget": budget,
                         "database": db_spec,
                         "retry_saved": not pinned,
+                        "faults": fault_plan,
                         "examples": None if examples is None else -(-examples // workers),
                         "sample": model_cls.sample if embedded else None,
                         "worker": i,
@@ -482,7 +516,8 @@ def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
     if list_bugs:
         width = max(len(bug.name) for bug in module.BUGS)
         for bug in module.BUGS:
-            click.echo(f"{bug.name.ljust(width)}  {bug.description}")
+            needs = f" (needs --faults {','.join(bug.faults)})" if bug.faults else ""
+            click.echo(f"{bug.name.ljust(width)}  {bug.description}{needs}")
         return 0
     chosen = validate_bugs(module, bugs)
     # IPPROTO_TCP explicitly: with proto 0, asyncio does not set TCP_NODELAY on accepted

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from ._engine import RunResult
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
-from ._record import Failure, Step, redact_url
+from ._record import Exchange, Failure, Step, redact_url
 from ._replay import ReplayOutcome
 
 __all__ = [
@@ -109,21 +109,38 @@ def _outcome(step: Step) -> str:
     return _http_outcome(step)
 
 
-def _http_outcome(step: Step) -> str:
-    exchanges = step.own_exchanges()
-    if not exchanges:
-        return "ok"
-    last = exchanges[-1]
-    if last.status is None:
-        return short(last.error or "no response")
-    body = last.json()
+def _answer(exchange: Exchange) -> str:
+    """``201 ch_91a2``, ``409 already_refunded``, or the error that replaced the answer."""
+    fault = exchange.fault
+    if exchange.status is None:
+        if fault is not None:
+            return str(fault["kind"])
+        return short(exchange.error or "no response")
+    body = exchange.json()
     detail = ""
     if isinstance(body, dict):
         for field in ("id", "error"):
             if isinstance(body.get(field), str | int):
                 detail = f" {short(body[field], 32)}"
                 break
-    return f"{last.status}{detail}"
+    if fault is None:
+        return f"{exchange.status}{detail}"
+    label = fault["kind"]
+    if label == "delay":
+        label = f"delay {fault.get('delay', 0) * 1000:.0f}ms"
+    return f"{exchange.status}{detail} [{label}]"
+
+
+def _http_outcome(step: Step) -> str:
+    exchanges = step.own_exchanges()
+    if not exchanges:
+        return "ok"
+    # Attempts that went unanswered (an injected fault, a timeout) come first, in order.
+    failed = [_answer(e) for e in exchanges[:-1] if e.status is None]
+    last = _answer(exchanges[-1])
+    if step.unknown is not None:
+        return ", ".join([*failed, last]) + ": outcome unknown"
+    return f"{', '.join(failed)}, then {last}" if failed else last
 
 
 def format_step(step: Step) -> tuple[str, str]:
@@ -194,6 +211,13 @@ def format_result(result: RunResult) -> list[str]:
     if result.saved_retried:
         reproduced = result.saved_retried - result.saved_dropped
         extra += f" saved-failures={result.saved_retried} reproduced={reproduced}"
+    if result.faults is not None:
+        injected = result.coverage.faults
+        extra += f" faults={sum(injected.values())}"
+        if injected:
+            extra += " (" + ", ".join(f"{k}={v}" for k, v in sorted(injected.items())) + ")"
+    if result.abandoned:
+        extra += f" abandoned={result.abandoned}"
     lines.append(
         f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"

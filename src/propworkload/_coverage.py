@@ -63,6 +63,11 @@ class Coverage:
     latencies: dict[str, list[float]] = attrs.field(factory=dict)
     steps_per_example: Counter[int] = attrs.field(factory=Counter)
     markers: Counter[str] = attrs.field(factory=Counter)
+    #: Faults injected, by kind; steps whose outcome stayed unknown, by rule; invariant
+    #: runs that could not observe the service (transport errors), by invariant.
+    faults: Counter[str] = attrs.field(factory=Counter)
+    unknown: Counter[str] = attrs.field(factory=Counter)
+    unobserved: Counter[str] = attrs.field(factory=Counter)
 
     def add_example(self, record: ExampleRecord, *, count_length: bool = True) -> None:
         if count_length:
@@ -76,15 +81,30 @@ class Coverage:
             self.chosen[step.rule] += 1
             if step.error is None:
                 self.ran[step.rule] += 1
+            if step.unknown is not None:
+                self.unknown[step.rule] += 1
+            self.unobserved.update(text.split(":", 1)[0] for text in step.unobserved)
             exchanges.extend(step.exchanges)
         for exchange in exchanges:
+            if exchange.fault is not None:
+                self.faults[exchange.fault["kind"]] += 1
             endpoint = f"{exchange.method} {path_template(exchange.target)}"
             status = str(exchange.status) if exchange.status is not None else "error"
             self.statuses.setdefault(endpoint, Counter())[status] += 1
             _sample(self.latencies.setdefault(endpoint, []), exchange.duration_ms)
 
     def merge(self, other: Coverage) -> None:
-        for name in ("chosen", "ran", "rejected", "checks", "invariant_runs", "markers"):
+        for name in (
+            "chosen",
+            "ran",
+            "rejected",
+            "checks",
+            "invariant_runs",
+            "markers",
+            "faults",
+            "unknown",
+            "unobserved",
+        ):
             getattr(self, name).update(getattr(other, name))
         self.steps_per_example.update(other.steps_per_example)
         for endpoint, counts in other.statuses.items():
@@ -133,5 +153,8 @@ class Coverage:
             },
             "steps_per_example": {str(k): v for k, v in sorted(self.steps_per_example.items())},
             "sometimes": {name: self.markers[name] for name in sorted({*markers, *self.markers})},
+            "faults": dict(sorted(self.faults.items())),
+            "unknown_outcomes": dict(sorted(self.unknown.items())),
+            "unobserved_invariants": dict(sorted(self.unobserved.items())),
             "gaps": self.gaps(rules=rules, invariants=invariants, markers=markers),
         }

@@ -30,8 +30,15 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from ._coverage import Coverage
 from ._database import WatchedDatabase
-from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetUnreachable
+from ._errors import (
+    InvalidModel,
+    InvalidOption,
+    PropworkloadError,
+    TargetError,
+    TargetUnreachable,
+)
 from ._events import Event, FailureFound, RunFinished, RunStarted
+from ._faults import FaultPlan
 from ._model import Model
 from ._record import ExampleRecord, Failure
 from ._runtime import RunState, StopRun, using_run
@@ -60,6 +67,10 @@ class RunConfig:
     #: Invariants already known to fail (explore's later rounds): their checks are counted
     #: but do not stop the example, so the search can find other failures.
     known_failures: frozenset[str] = frozenset()
+    #: Faults to inject into the rules' requests (``--faults``), or None.
+    faults: FaultPlan | None = None
+    #: Seconds without any answer after which connection errors end the run (exit 3).
+    unreachable_after: float = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +98,10 @@ class RunResult:
     blob: str | None = None
     saved_retried: int = 0
     saved_dropped: int = 0
+    #: Examples dropped because a rule's outcome became unknown and the rule let the
+    #: transport error escape (see ``Model.retry``).
+    abandoned: int = 0
+    faults: FaultPlan | None = None
     coverage: Coverage = attrs.field(factory=Coverage)
 
     @property
@@ -165,6 +180,8 @@ def run_model(
                 "examples": config.examples,
                 "steps": config.steps,
                 "time_budget": config.time_budget,
+                "faults": list(config.faults.kinds) if config.faults else [],
+                "fault_rate": config.faults.rate if config.faults else 0.0,
             },
         )
     )
@@ -176,10 +193,13 @@ def run_model(
         url=config.url,
         transport=transport,
         known_failures=config.known_failures,
+        faults=config.faults,
+        unreachable_after=config.unreachable_after,
         emit=emit,
         generate_deadline=started + config.generate_share * config.time_budget,
         hard_deadline=started + config.time_budget,
     )
+    state.answered()  # the probe was answered
     factory = functools.partial(model_cls)
     hypothesis.seed(seed)(factory)
     # The failure database keys saved examples by this digest: one key per model, stable
@@ -211,6 +231,12 @@ def run_model(
             ) from None
         flaky = True
     except Unsatisfiable as exc:
+        if state.first_failure is None and state.abandoned:
+            raise TargetError(
+                f"{config.url}: no example could finish: {state.abandoned} were dropped "
+                "because a request's outcome was unknown (timeouts, resets) and the model "
+                "did not handle it; use Model.retry in the rules"
+            ) from None
         if state.first_failure is None:
             raise InvalidModel(
                 f"{model_cls.__name__}: Hypothesis could not run a single example ({exc}); "
@@ -263,6 +289,8 @@ def run_model(
         blob=blob,
         saved_retried=len(config.database.retried) if config.database else 0,
         saved_dropped=len(config.database.dropped) if config.database else 0,
+        abandoned=state.abandoned,
+        faults=config.faults,
         coverage=state.coverage,
     )
     if example is not None and write_trace is not None:

@@ -240,6 +240,7 @@ def _worker(job: dict[str, Any]) -> ExploreResult:
         model_path=job["model_path"],
         database=database,
         retry_saved=job["retry_saved"],
+        faults=job["faults"],
     )
 
     def make_writer(seed: int) -> TraceWriter:

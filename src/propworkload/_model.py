@@ -15,6 +15,7 @@ import httpx
 from hypothesis import stateful
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
+from ._faults import Chooser, FaultTransport
 from ._record import (
     DEFAULT_REDACT_FIELDS,
     ExampleRecord,
@@ -24,7 +25,7 @@ from ._record import (
     redact_fields,
     redact_text,
 )
-from ._runtime import RunState, StopRun, current_run
+from ._runtime import RunState, StopRun, abandon_example, current_run
 
 __all__ = ["Model"]
 
@@ -84,6 +85,10 @@ class Model(stateful.RuleBasedStateMachine):
     tenant_prefix: ClassVar[str] = "t_"
     #: Seconds an HTTP request may take before it counts as failed.
     http_timeout: ClassVar[float] = 10.0
+    #: How many times :meth:`retry` sends a request before the outcome counts as unknown.
+    retry_attempts: ClassVar[int] = 3
+    #: Seconds :meth:`retry` waits before its second attempt (doubled for each later one).
+    retry_backoff: ClassVar[float] = 0.01
     #: JSON fields (by name, case-insensitive substring) redacted from recorded bodies and
     #: from failure values, so they never reach a trace or the console.
     redact_fields: ClassVar[frozenset[str]] = DEFAULT_REDACT_FIELDS
@@ -105,9 +110,19 @@ class Model(stateful.RuleBasedStateMachine):
         self._pw_finished = False
         self.tenant = f"{self.tenant_prefix}{secrets.token_hex(4)}"
         record.tenant = self.tenant
+        inner = run.transport
+        choose = run.fault_chooser()
+        if choose is not None:
+            inner = FaultTransport(inner, _rules_only(record, choose))
         self.http = httpx.Client(
             base_url=run.url,
-            transport=RecordingTransport(run.transport, record, redact=self.redact_fields),
+            transport=RecordingTransport(
+                inner,
+                record,
+                redact=self.redact_fields,
+                on_answer=run.answered,
+                on_connect_error=run.connect_failed,
+            ),
             timeout=httpx.Timeout(self.http_timeout),
             trust_env=False,
             headers={"user-agent": "propworkload"},
@@ -151,6 +166,42 @@ class Model(stateful.RuleBasedStateMachine):
         if not ok and name not in self._pw_run.known_failures:
             raise InvariantFailure(name, expected=expected, actual=actual, ids=ids)
 
+    def retry(
+        self, send: Callable[[], httpx.Response], *, attempts: int | None = None
+    ) -> httpx.Response | None:
+        """Send an idempotent request until it is answered; None if it never was.
+
+        ``send`` makes the request (with the same idempotency key every time). When it
+        raises an ``httpx.TransportError`` (a timeout, a reset, a lost answer: injected by
+        ``--faults`` or real), it is called again, up to ``attempts`` times in all
+        (default :attr:`retry_attempts`), waiting :attr:`retry_backoff` seconds, doubled
+        after each attempt, in between. Returns the first response, whatever its status;
+        returns None when every attempt failed: then the outcome is *unknown* (the request
+        may or may not have taken effect), the step is marked so, and the model should
+        keep both possibilities (see :class:`propworkload.Possible`)::
+
+            response = self.retry(lambda: self.http.post(url, json=body, headers=key))
+            if response is None:
+                self.states = self.states.maybe(lambda ledger: ledger.charge(...))
+        """
+        total = self.retry_attempts if attempts is None else attempts
+        if total < 1:
+            raise ValueError(f"attempts must be at least 1, got {total}")
+        wait = self.retry_backoff
+        errors = []
+        for attempt in range(total):
+            if attempt:
+                time.sleep(min(wait, 1.0))
+                wait *= 2
+            try:
+                return send()
+            except httpx.TransportError as exc:
+                errors.append(_describe(exc))
+        step = self._pw_example.current_step
+        if step is not None:
+            step.unknown = f"{total} attempts failed: {errors[-1]}"
+        return None
+
     def teardown(self) -> None:
         """Close the example's client and hand its record to the run.
 
@@ -165,10 +216,6 @@ class Model(stateful.RuleBasedStateMachine):
     # -- recording ------------------------------------------------------------------
 
     def _pw_note_failure(self, exc: Exception, *, rule: str | None, invariant: str | None) -> None:
-        if isinstance(exc, _CONNECT_ERRORS):
-            raise StopRun(
-                "target", TargetUnreachable(f"{self._pw_run.url}: {_describe(exc)}")
-            ) from exc
         record = self._pw_example
         if record.failure is not None:
             return
@@ -204,6 +251,15 @@ class Model(stateful.RuleBasedStateMachine):
             )
 
 
+def _rules_only(record: ExampleRecord, choose: Chooser) -> Chooser:
+    """Faults go into the requests rules make; setup and invariants observe cleanly."""
+
+    def choose_in_rules(request: httpx.Request) -> Any:
+        return choose(request) if record.phase == "rule" else None
+
+    return choose_in_rules
+
+
 def _wrap_rule(
     fn: Callable[..., Any], bundle_args: dict[str, dict[str, Any]], targets: tuple[str, ...]
 ) -> Callable[..., Any]:
@@ -221,6 +277,14 @@ def _wrap_rule(
         started = time.perf_counter()
         try:
             result = fn(self, **kwargs)
+        except httpx.TransportError as exc:
+            # The rule's outcome is unknown and the rule did not say what the model should
+            # make of it: the model can no longer be trusted, so drop the example (it is
+            # neither a pass nor a failure). Model.retry is the way to handle this.
+            step.error = _describe(exc)
+            step.unknown = f"{_describe(exc)} (not handled by the rule)"
+            self._pw_run.abandoned += 1
+            abandon_example(f"the outcome of {fn.__name__} is unknown: {_describe(exc)}")
         except Exception as exc:
             step.error = _describe(exc)
             if isinstance(exc, InvariantFailure):
@@ -259,6 +323,12 @@ def _wrap_invariant(fn: Callable[..., Any]) -> Callable[..., Any]:
         with self._pw_example.in_phase("invariant"):
             try:
                 return fn(self)
+            except httpx.TransportError as exc:
+                # The service could not be observed (a timeout, a reset): nothing to check.
+                step = self._pw_example.current_step
+                if step is not None:
+                    step.unobserved.append(f"{fn.__name__}: {_describe(exc)}")
+                return None
             except Exception as exc:
                 self._pw_note_failure(exc, rule=None, invariant=fn.__name__)
                 raise

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -146,6 +146,8 @@ class Exchange:
     duration_ms: float
     phase: str
     error: str | None = None
+    #: The fault the tool injected into this request (``{"kind": ..., ...}``), if any.
+    fault: dict[str, Any] | None = None
 
     def json(self) -> Any:
         """The response body parsed as JSON, or None."""
@@ -170,6 +172,10 @@ class Step:
     error: str | None = None
     failed_check: str | None = None
     duration_ms: float = 0.0
+    #: Set when the step's outcome is unknown: every attempt ended in a transport error.
+    unknown: str | None = None
+    #: Invariants that could not observe the service after this step (transport errors).
+    unobserved: list[str] = attrs.field(factory=list)
 
     def own_exchanges(self) -> list[Exchange]:
         """Exchanges made by the rule itself (not by the invariants checked after it)."""
@@ -231,6 +237,12 @@ class ExampleRecord:
             step.exchanges.append(exchange)
 
 
+def _fault(request: httpx.Request) -> dict[str, Any] | None:
+    fault = request.extensions.get("propworkload.fault")
+    to_json = getattr(fault, "to_json", None)
+    return to_json() if callable(to_json) else None
+
+
 class RecordingTransport(httpx.BaseTransport):
     """Wraps the run's real transport and records each exchange into one example.
 
@@ -244,10 +256,14 @@ class RecordingTransport(httpx.BaseTransport):
         record: ExampleRecord,
         *,
         redact: frozenset[str] = DEFAULT_REDACT_FIELDS,
+        on_answer: Callable[[], None] = lambda: None,
+        on_connect_error: Callable[[httpx.TransportError], None] = lambda exc: None,
     ) -> None:
         self._inner = inner
         self._record = record
         self._redact = frozenset(f.lower() for f in redact)
+        self._on_answer = on_answer
+        self._on_connect_error = on_connect_error
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
@@ -269,6 +285,7 @@ class RecordingTransport(httpx.BaseTransport):
                     duration_ms=(time.perf_counter() - started) * 1000,
                     phase=phase,
                     error=error,
+                    fault=_fault(request),
                 )
             )
 
@@ -277,7 +294,10 @@ class RecordingTransport(httpx.BaseTransport):
             body = response.read()
         except httpx.TransportError as exc:
             record(None, {}, "", redact_text(f"{type(exc).__name__}: {exc}"))
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                self._on_connect_error(exc)
             raise
+        self._on_answer()
         record(
             response.status_code,
             redact_headers(response.headers.multi_items()),

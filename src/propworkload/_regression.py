@@ -48,6 +48,15 @@ def _identifier(value: Any, fallback: str, taken: set[str]) -> str:
     return name
 
 
+def _fault_argument(fault: Any) -> Any:
+    """A recorded fault as ``Replay.faults`` takes it: the kind alone when that is all."""
+    if not isinstance(fault, dict):
+        return None
+    if fault.get("kind") == "delay":
+        return {"kind": "delay", "delay": fault.get("delay", 0.0)}
+    return fault.get("kind")
+
+
 def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: Path) -> None:
     """Write ``out``: a pytest file that replays ``trace``'s steps and checks invariants."""
     failure = trace["failure"]
@@ -75,6 +84,12 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
                         break
             arguments.append(f"{name}={variable if variable else repr(value)}")
         call = f"run.{step['rule']}({', '.join(arguments)})"
+        faults = [e.get("fault") for e in step.get("exchanges", []) if e.get("phase") == "rule"]
+        indent = "        "
+        if any(faults):
+            shown = ", ".join(repr(_fault_argument(fault)) for fault in faults)
+            lines.append(f"        with run.faults({shown}):")
+            indent = "            "
         targets = step.get("targets") or []
         if targets:
             fallback = f"{targets[0]}_{number}"
@@ -88,9 +103,9 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
                 target_line = f"{names[0]} = {call}"
             for target in targets:
                 bundles.setdefault(target, []).extend(zip(values, names, strict=True))
-            lines.append(f"        {target_line}")
+            lines.append(f"{indent}{target_line}")
         else:
-            lines.append(f"        {call}")
+            lines.append(f"{indent}{call}")
     if not lines:
         lines.append("        pass  # the failure happened before the first step")
     try:

@@ -12,7 +12,7 @@ import inspect
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +23,7 @@ import httpx
 from hypothesis import stateful
 
 from ._errors import InvalidTrace, PropworkloadError
+from ._faults import FAULT_KINDS, Fault, ScriptedFaults
 from ._loader import load_model
 from ._model import Model
 from ._record import ExampleRecord, Exchange, Failure
@@ -52,6 +53,12 @@ class Replay:
             run.retry_charge(key=k0)
 
     ``url`` defaults to ``$APP_URL``, else the model's embedded sample service.
+
+    Faults are injected into the next step's requests with :meth:`faults`, one per
+    request in order (None: no fault)::
+
+            with run.faults("lost-response"):  # the first request's answer is lost
+                run.refund(key=k0, amount=None)
     """
 
     def __init__(self, model: type[Model], *, url: str | None = None) -> None:
@@ -63,6 +70,8 @@ class Replay:
         self._pending_init = set(self._initializers)
         self._stack = ExitStack()
         self._machine: Model | None = None
+        self._scripted = ScriptedFaults()
+        self._next_faults: list[Fault | None] | None = None
 
     @classmethod
     def from_file(
@@ -93,7 +102,9 @@ class Replay:
             probe(url)
             transport = httpx.HTTPTransport(retries=0)
             self._stack.callback(transport.close)
-            self._stack.enter_context(using_run(RunState(url=url, transport=transport)))
+            state = RunState(url=url, transport=transport, scripted_faults=self._scripted)
+            state.answered()  # the probe was answered
+            self._stack.enter_context(using_run(state))
             with _unwrap_stop():
                 self._machine = self.model()
             self._check_invariants()
@@ -127,8 +138,35 @@ class Replay:
         """Whether the model has a rule (or initialize rule) named ``rule``."""
         return rule in self._rules or rule in self._initializers
 
-    def step(self, rule: str, arguments: dict[str, Any] | None = None) -> Any:
-        """Run ``rule`` with ``arguments``, then the invariants; return the rule's result."""
+    @contextmanager
+    def faults(self, *faults: str | dict[str, Any] | None) -> Iterator[None]:
+        """Inject ``faults`` into the requests of the steps run inside the block, one per
+        request in order: a kind (``"lost-response"``), a recorded fault
+        (``{"kind": "delay", "delay": 0.05}``), or None for a request without one."""
+        parsed = []
+        for fault in faults:
+            found = None if fault is None else Fault.from_json(fault)
+            if fault is not None and found is None:
+                raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FAULT_KINDS)}")
+            parsed.append(found)
+        self._scripted.load(parsed)
+        try:
+            yield
+        finally:
+            self._scripted.load([])
+
+    def step(
+        self,
+        rule: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        faults: Sequence[str | dict[str, Any] | None] = (),
+    ) -> Any:
+        """Run ``rule`` with ``arguments`` (injecting ``faults``, as :meth:`faults` does),
+        then the invariants; return the rule's result."""
+        if faults:
+            with self.faults(*faults):
+                return self.step(rule, arguments)
         spec = self._initializers.get(rule) or self._rules.get(rule)
         if spec is None:
             known = ", ".join(sorted({*self._rules, *self._initializers}))
@@ -191,8 +229,13 @@ def replay_trace(trace: dict[str, Any], model: type[Model], url: str | None) -> 
                     f"the trace's step {step.get('index', '?')} runs rule {step['rule']!r}, "
                     f"which {model.__name__} does not have (was the model changed?)"
                 )
+            faults = [
+                exchange.get("fault")
+                for exchange in step.get("exchanges", [])
+                if exchange.get("phase") == "rule"
+            ]
             try:
-                result = run.step(step["rule"], arguments)
+                result = run.step(step["rule"], arguments, faults=faults if any(faults) else ())
             except PropworkloadError:
                 raise
             except Exception:

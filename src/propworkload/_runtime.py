@@ -13,19 +13,29 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import httpx
-from hypothesis.control import current_build_context
+from hypothesis.control import current_build_context, reject
 from hypothesis.errors import InvalidArgument
 
 from ._coverage import Coverage
-from ._errors import InvalidOption, PropworkloadError
+from ._errors import InvalidOption, PropworkloadError, TargetUnreachable
 from ._events import Event, ExampleFinished, FailureFound
-from ._record import ExampleRecord
+from ._faults import DrawnFaults, Fault, FaultPlan, InjectedFault, ScriptedFaults
+from ._record import ExampleRecord, redact_text
 
-__all__ = ["RunState", "StopRun", "current_run", "reachable", "sometimes", "using_run"]
+__all__ = [
+    "ExampleAbandoned",
+    "RunState",
+    "StopRun",
+    "abandon_example",
+    "current_run",
+    "reachable",
+    "sometimes",
+    "using_run",
+]
 
 
 class StopRun(KeyboardInterrupt):
@@ -70,7 +80,41 @@ class RunState:
     coverage: Coverage = attrs.field(factory=Coverage)
     current_example: ExampleRecord | None = None
     known_failures: frozenset[str] = frozenset()
+    #: The faults to inject into the rules' requests, or None.
+    faults: FaultPlan | None = None
+    #: During a replay: the recorded faults, handed out in order.
+    scripted_faults: ScriptedFaults | None = None
+    #: After the target has answered once, connection errors count as network faults
+    #: (outcome unknown) until it has not answered for this many seconds.
+    unreachable_after: float = 10.0
+    #: Examples abandoned because a rule's outcome became unknown and the model did not
+    #: handle it (a transport error escaped the rule).
+    abandoned: int = 0
+    last_answer: float | None = None
     _started: int = 0
+
+    def answered(self) -> None:
+        """The target answered a request."""
+        self.last_answer = time.monotonic()
+
+    def connect_failed(self, exc: httpx.TransportError) -> None:
+        """A request could not connect: stop the run when the target is gone, rather
+        than briefly cut off (which is a network fault like any other)."""
+        if isinstance(exc, InjectedFault):
+            return
+        silent = None if self.last_answer is None else time.monotonic() - self.last_answer
+        if silent is None or silent >= self.unreachable_after:
+            since = "" if silent is None else f" (no answer for {silent:.0f} s)"
+            text = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+            raise StopRun("target", TargetUnreachable(redact_text(f"{self.url}: {text}{since}")))
+
+    def fault_chooser(self) -> Callable[[httpx.Request], Fault | None] | None:
+        """What picks the faults of this run's requests, or None for no faults."""
+        if self.scripted_faults is not None:
+            return self.scripted_faults
+        if self.faults is not None:
+            return DrawnFaults(self.faults)
+        return None
 
     def _check_budget(self) -> None:
         deadline = self.hard_deadline if self.first_failure else self.generate_deadline
@@ -138,6 +182,23 @@ def current_run() -> RunState:
     state = _STANDALONE["state"]
     assert isinstance(state, RunState)
     return state
+
+
+class ExampleAbandoned(Exception):
+    """Raised, outside Hypothesis, where a run would drop the example (see
+    :func:`abandon_example`)."""
+
+
+def abandon_example(reason: str) -> NoReturn:
+    """Drop the running example: neither a pass nor a failure (Hypothesis's ``reject``).
+
+    Outside a Hypothesis example (a replay) raises :class:`ExampleAbandoned` instead.
+    """
+    try:
+        current_build_context()
+    except InvalidArgument:
+        raise ExampleAbandoned(reason) from None
+    reject()
 
 
 def sometimes(condition: object, name: str) -> bool:

@@ -104,6 +104,8 @@ def _step(step: Step) -> dict[str, Any]:
         "error": step.error,
         "failed_check": step.failed_check,
         "duration_ms": round(step.duration_ms, 3),
+        "unknown": step.unknown,
+        "unobserved": list(step.unobserved),
         "exchanges": [_exchange(e) for e in step.exchanges],
     }
 

@@ -13,7 +13,8 @@ class Bug:
 
     ``invariant`` is the invariant of the sample's model that the bug breaks first;
     ``minimal_steps`` the length of the shortest sequence that shows it; ``needs`` what
-    the search needs beyond plain sequential runs (``"faults"``, ``"concurrency"``).
+    the search needs beyond plain sequential runs (``"faults"``, ``"concurrency"``);
+    ``faults`` the fault kinds (``--faults``) that reveal it.
     """
 
     name: str
@@ -21,3 +22,8 @@ class Bug:
     invariant: str
     minimal_steps: int
     needs: tuple[str, ...] = ()
+    faults: tuple[str, ...] = ()
+
+    def run_options(self) -> list[str]:
+        """The ``propworkload run`` options that let the search find this bug."""
+        return ["--faults", ",".join(self.faults)] if self.faults else []

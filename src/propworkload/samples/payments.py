@@ -7,12 +7,17 @@ API (JSON bodies)::
     GET  /                                  {"service": "payments"}
     POST /customers/{customer}/charges      {"amount": 1..1000000}, header Idempotency-Key
          201 the new charge; 200 the original charge when the key was seen before
-    POST /charges/{id}/refunds              {"amount": n} partial, {} full (what remains)
+    POST /charges/{id}/refunds              {"amount": n} partial, {} full (what remains);
+                                            optional header Idempotency-Key
          201 {"id", "charge", "amount"}; 409 {"error": "refund_exceeds_charge"}
-         or {"error": "already_refunded"}
+         or {"error": "already_refunded"}; a key seen before for this charge answers
+         201 with the original refund (409 "idempotency_key_reused" if the amount differs)
     GET  /charges/{id}                      the charge
     GET  /customers/{customer}/charges      {"data": [charges, oldest first]}
     GET  /customers/{customer}/balance      {"customer", "balance"}: charged minus refunded
+    GET  /_stats/requests                   {"requests": {"POST /path key": n}}: how many
+                                            requests the service received, by method, path
+                                            and Idempotency-Key (the tests' ground truth)
 
 A charge is ``{"id", "customer", "idempotency_key", "amount", "refunded", "status"}``.
 
@@ -26,12 +31,14 @@ import hashlib
 import json
 import secrets
 import sqlite3
+from collections import Counter
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._bugs import Bug
 
@@ -96,6 +103,25 @@ BUGS = (
         minimal_steps=2,
     ),
     Bug(
+        name="deliver-twice-refund",
+        description="a refund's Idempotency-Key is stored but never looked up, so a refund "
+        "delivered twice (a duplicate, or a retry after a lost answer) is applied twice",
+        invariant="balance_matches_model",
+        minimal_steps=2,
+        needs=("faults",),
+        faults=("duplicate",),
+    ),
+    Bug(
+        name="lost-refund-retry-rejected",
+        description="a refund is checked against what remains before its Idempotency-Key is "
+        "looked up, so the retry of a full refund whose answer was lost is told the charge "
+        "is already refunded, though the refund happened",
+        invariant="refund_accepted",
+        minimal_steps=2,
+        needs=("faults",),
+        faults=("lost-response",),
+    ),
+    Bug(
         name="read-stale-refund",
         description="reading a charge serves it from a cache that refunds do not invalidate",
         invariant="read_your_writes",
@@ -125,8 +151,11 @@ CREATE INDEX charges_by_key ON charges (customer, idempotency_key);
 CREATE TABLE refunds (
     id TEXT PRIMARY KEY,
     charge_seq INTEGER NOT NULL REFERENCES charges (seq),
-    amount INTEGER NOT NULL
+    amount INTEGER NOT NULL,
+    idempotency_key TEXT,
+    requested INTEGER  -- the amount asked for; NULL for a full refund
 );
+CREATE INDEX refunds_by_key ON refunds (charge_seq, idempotency_key);
 """
 
 
@@ -208,12 +237,38 @@ class _Store:
         ).fetchone()
         return row
 
-    def refund(self, charge_id: str, amount: int | None) -> JSONResponse:
+    def _earlier_refund(self, charge_seq: int, key: str | None) -> sqlite3.Row | None:
+        if key is None or "deliver-twice-refund" in self.bugs:
+            return None
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM refunds WHERE charge_seq = ? AND idempotency_key = ?",
+            (charge_seq, key),
+        ).fetchone()
+        return row
+
+    def _replayed(
+        self, charge_id: str, earlier: sqlite3.Row, requested: int | None
+    ) -> JSONResponse:
+        if earlier["requested"] != requested:
+            return _error(
+                409, "idempotency_key_reused", "this Idempotency-Key was used for another refund"
+            )
+        return JSONResponse(
+            {"id": earlier["id"], "charge": charge_id, "amount": earlier["amount"]},
+            status_code=201,
+            headers={"Idempotent-Replayed": "true"},
+        )
+
+    def refund(self, charge_id: str, amount: int | None, key: str | None) -> JSONResponse:
+        requested = amount
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             row = self.get(charge_id)
             if row is None:
                 return _error(404, "no_such_charge", f"no charge {charge_id}")
+            earlier = self._earlier_refund(row["seq"], key)
+            if earlier is not None and "lost-refund-retry-rejected" not in self.bugs:
+                return self._replayed(charge_id, earlier, requested)
             remaining = row["amount"] - row["refunded"]
             debit: int
             if amount is None:  # full refund: whatever remains
@@ -235,13 +290,16 @@ class _Store:
                         f"refund of {amount} exceeds the {remaining} that remains",
                     )
                 debit = amount
+            if earlier is not None:  # only with lost-refund-retry-rejected
+                return self._replayed(charge_id, earlier, requested)
             refund_id = f"re_{secrets.token_hex(6)}"
             self.db.execute(
                 "UPDATE charges SET refunded = refunded + ? WHERE seq = ?", (amount, row["seq"])
             )
             self.db.execute(
-                "INSERT INTO refunds (id, charge_seq, amount) VALUES (?, ?, ?)",
-                (refund_id, row["seq"], amount),
+                "INSERT INTO refunds (id, charge_seq, amount, idempotency_key, requested) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (refund_id, row["seq"], amount, key, requested),
             )
             self._credit(row["customer"], -debit)
         if "read-stale-refund" not in self.bugs:
@@ -298,7 +356,7 @@ def _amount(body: dict[str, Any], *, required: bool) -> int | JSONResponse | Non
     return amount
 
 
-def create_app(bugs: frozenset[str] = frozenset()) -> Starlette:
+def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
     """The payments app with the named bugs switched on."""
     unknown = set(bugs) - {bug.name for bug in BUGS}
     if unknown:
@@ -331,7 +389,8 @@ def create_app(bugs: frozenset[str] = frozenset()) -> Starlette:
         amount = _amount(body, required=False)
         if isinstance(amount, JSONResponse):
             return amount
-        return store.refund(request.path_params["charge_id"], amount)
+        key = request.headers.get("idempotency-key") or None
+        return store.refund(request.path_params["charge_id"], amount, key)
 
     async def read_charge(request: Request) -> JSONResponse:
         charge = store.read(request.path_params["charge_id"])
@@ -346,8 +405,12 @@ def create_app(bugs: frozenset[str] = frozenset()) -> Starlette:
         customer = request.path_params["customer"]
         return JSONResponse({"customer": customer, "balance": store.balance(customer)})
 
-    return Starlette(
+    async def request_counts(request: Request) -> JSONResponse:
+        return JSONResponse({"requests": dict(received)})
+
+    app = Starlette(
         routes=[
+            Route("/_stats/requests", request_counts),
             Route("/", index),
             Route("/customers/{customer}/charges", create_charge, methods=["POST"]),
             Route("/customers/{customer}/charges", list_charges, methods=["GET"]),
@@ -356,3 +419,13 @@ def create_app(bugs: frozenset[str] = frozenset()) -> Starlette:
             Route("/charges/{charge_id}", read_charge),
         ]
     )
+    received: Counter[str] = Counter()
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/_stats/"):
+            headers = dict(scope["headers"])
+            key = headers.get(b"idempotency-key", b"").decode("latin-1")
+            received[f"{scope['method']} {scope['path']} {key}".rstrip()] += 1
+        await app(scope, receive, send)
+
+    return counted
