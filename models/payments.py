@@ -31,6 +31,8 @@ class Charge:
     id: str | None
     amount: int
     refunded: int = 0
+    #: Idempotency keys of the refunds applied to it: the service applies each once.
+    refund_keys: frozenset[str] = frozenset()
 
     @property
     def remaining(self) -> int:
@@ -64,19 +66,25 @@ class Ledger:
             charge = Charge(key=key, id=charge_id, amount=amount)
         return attrs.evolve(self, charges={**self.charges, key: charge})
 
-    def accepts_refund(self, key: str, amount: int | None) -> bool:
-        """Whether the service should accept a refund of ``amount`` (None: what remains)."""
+    def accepts_refund(self, key: str, amount: int | None, refund_key: str) -> bool:
+        """Whether the service should accept a refund of ``amount`` (None: what remains);
+        a refund whose key was applied before is answered as accepted again."""
         charge = self.charges[key]
+        if refund_key in charge.refund_keys:
+            return True
         wanted = charge.remaining if amount is None else amount
         return 0 < wanted <= charge.remaining
 
-    def refund(self, key: str, amount: int | None) -> Ledger:
-        """The ledger after refunding ``amount`` (None: what remains), if it is accepted."""
-        if not self.accepts_refund(key, amount):
-            return self
+    def refund(self, key: str, amount: int | None, refund_key: str) -> Ledger:
+        """The ledger after refunding ``amount`` (None: what remains) under ``refund_key``,
+        if it is accepted; a key applied before changes nothing."""
         charge = self.charges[key]
+        if refund_key in charge.refund_keys or not self.accepts_refund(key, amount, refund_key):
+            return self
         wanted = charge.remaining if amount is None else amount
-        refunded = attrs.evolve(charge, refunded=charge.refunded + wanted)
+        refunded = attrs.evolve(
+            charge, refunded=charge.refunded + wanted, refund_keys=charge.refund_keys | {refund_key}
+        )
         return attrs.evolve(self, charges={**self.charges, key: refunded})
 
     def agrees_with(self, listed: dict[str, dict[str, Any]]) -> Ledger | None:
@@ -120,8 +128,8 @@ class Payments(Model):
 
     Every write carries an Idempotency-Key and goes through ``self.retry``: when an answer
     is lost (``--faults``, or a real network), the same request is sent again. When no
-    attempt is answered the outcome is unknown, and the model keeps both possible ledgers
-    (``Possible.maybe``) until the next listing of the customer's charges tells them apart.
+    attempt is answered the outcome is unknown: the model keeps the operation pending
+    (``Possible.maybe``), and every later observation considers it landed or not.
     """
 
     sample = "payments"
@@ -195,24 +203,32 @@ class Payments(Model):
             )
         )
         if response is None:
-            self.ledgers = self.ledgers.maybe(lambda ledger: ledger.refund(key, amount))
+            self.ledgers = self.ledgers.maybe(
+                lambda ledger: (
+                    ledger.refund(key, amount, refund_key) if key in ledger.charges else ledger
+                )
+            )
             return
         accepted = _expect(response, 201, 409).status_code == 201
-        possible = self.ledgers.values(lambda ledger: ledger.accepts_refund(key, amount))
+        possible = self.ledgers.values(
+            lambda ledger: ledger.accepts_refund(key, amount, refund_key)
+        )
         # A refund beyond what remains must be turned away, and one within it taken.
         self.check(
             "refund_within_charge" if accepted else "refund_accepted",
             holds=accepted in possible,
             expected=self.ledgers.expected(
-                lambda ledger: "accepted" if ledger.accepts_refund(key, amount) else "rejected"
+                lambda ledger: (
+                    "accepted" if ledger.accepts_refund(key, amount, refund_key) else "rejected"
+                )
             ),
             actual="accepted" if accepted else "rejected",
             charge=charge_id,
             key=key,
         )
         self.ledgers = self.ledgers.where(
-            lambda ledger: ledger.accepts_refund(key, amount) == accepted
-        ).then(lambda ledger: ledger.refund(key, amount))
+            lambda ledger: ledger.accepts_refund(key, amount, refund_key) == accepted
+        ).then(lambda ledger: ledger.refund(key, amount, refund_key))
 
     @rule(key=keys)
     def read(self, key: str) -> None:
@@ -270,7 +286,8 @@ class Payments(Model):
             actual=balance,
             customer=self.tenant,
         )
-        # The listing settles every unknown outcome: keep the ledgers that agree with it.
+        # The listing shows which pending operations have landed so far (others may still
+        # land, even between this read and the next): keep the ledgers that agree with it.
         by_key = {charge["idempotency_key"]: charge for charge in listed}
         self.ledgers = self.ledgers.refine(lambda ledger: ledger.agrees_with(by_key))
         self.check(

@@ -121,28 +121,31 @@ def test_no_fault_passes_through(service: str) -> None:
 # -- Possible ---------------------------------------------------------------------
 
 
-def test_possible_branches_on_unknown_outcomes_and_narrows_on_observation() -> None:
+def test_possible_keeps_unknown_outcomes_pending_until_seen() -> None:
     states = Possible(0).then(lambda n: n + 5)
     assert states.known and states.only() == 5
     states = states.maybe(lambda n: n + 3)  # a charge of 3 timed out
     assert sorted(states) == [5, 8]
     assert states.expected(lambda n: n) == {"one of": [5, 8]}
     assert 4 not in states.values(lambda n: n)  # bounds: acknowledged 5 <= b <= attempted 8
-    assert states.where(lambda n: n == 8).only() == 8  # a read settles it
+    assert states.where(lambda n: n == 8).only() == 8  # seen landed: settled
+    # Seen not landed (yet): it may still land later, so both stay possible.
+    not_yet = states.where(lambda n: n == 5)
+    assert sorted(not_yet) == [5, 8] and not not_yet.known
+    # A later known operation applies whether or not the pending one landed first.
+    # (landed before: 80; not yet: 50, and it may still land: 53).
+    assert sorted(not_yet.then(lambda n: n * 10)) == [50, 53, 80]
     # An observation no state agrees with leaves the states (a check reports it).
     assert sorted(states.where(lambda n: n == 4)) == [5, 8]
-    assert states.refine(lambda n: n * 10 if n == 5 else None).only() == 50
+    assert states.refine(lambda n: n * 10 if n == 5 else None).values(lambda n: n) == [50, 53]
 
 
-def test_possible_merges_equal_states_and_bounds_growth() -> None:
+def test_possible_bounds_its_growth() -> None:
     states = Possible(0)
-    for _ in range(3):
-        states = states.maybe(lambda n: n)  # no-ops branch into the same state
-    assert len(states) == 1
     with pytest.raises(OverflowError):
         for i in range(20):  # each unknown charge of 2**i doubles the possible balances
             states = states.maybe(lambda n, i=i: n + 2**i)
-    assert len(states) == Possible.limit
+    assert len(states) == 2**Possible.pending_limit
 
 
 # -- options --------------------------------------------------------------------
@@ -272,7 +275,7 @@ def test_correct_service_under_every_fault_has_no_false_alarm(
     payments: Service, tmp_path: Path
 ) -> None:
     with payments() as url:
-        result = _workload(url, tmp_path, "--faults", "all", "--examples", "200")
+        result = _workload(url, tmp_path, "--faults", "all", "--examples", "100")
     assert result.code == 0, result.out + result.err
     (summary,) = [line for line in result.lines if line.startswith("SUMMARY")]
     assert summary.startswith("SUMMARY passed")
@@ -352,3 +355,28 @@ def test_connection_errors_end_the_run_only_when_the_target_is_gone() -> None:
     with pytest.raises(StopRun) as stopped:
         state.connect_failed(refused)
     assert isinstance(stopped.value.error, TargetUnreachable)
+
+
+def test_explore_injects_faults_in_every_worker(
+    propworkload: Callable[..., Completed], payments: Service, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    with payments() as url:
+        result = propworkload(
+            "explore",
+            "models/payments.py",
+            "--url",
+            url,
+            "--examples",
+            "40",
+            "--workers",
+            "2",
+            "--faults",
+            "all",
+            "--report-json",
+            str(report),
+        )
+    assert result.code == 0, result.out + result.err
+    faults = json.loads(report.read_text())["coverage"]["faults"]
+    assert set(faults) == set(FAULT_KINDS)
+    assert any(line.startswith("COVERAGE faults injected: ") for line in result.lines)

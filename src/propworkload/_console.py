@@ -281,6 +281,14 @@ def format_coverage(coverage: dict[str, Any]) -> list[str]:
         )
     markers = " ".join(f"{short(name)}={n}" for name, n in coverage["sometimes"].items())
     lines.append(f"COVERAGE sometimes: {markers or 'none'}")
+    for key, title in (
+        ("faults", "faults injected"),
+        ("unknown_outcomes", "unknown outcomes"),
+        ("unobserved_invariants", "invariants unobserved"),
+    ):
+        counts = coverage.get(key) or {}
+        if counts:
+            lines.append(f"COVERAGE {title}: " + " ".join(f"{k}={n}" for k, n in counts.items()))
     lines.extend(f"GAP {gap}" for gap in coverage["gaps"])
     return lines
 

@@ -98,7 +98,7 @@ class FaultPlan:
     #: The chance that a request gets a fault.
     rate: float = attrs.field(default=0.25)
     #: The longest ``delay`` fault, in seconds.
-    max_delay: float = 0.2
+    max_delay: float = 0.05
 
     @rate.validator
     def _check_rate(self, attribute: Any, value: float) -> None:

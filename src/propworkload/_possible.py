@@ -18,15 +18,19 @@ S = TypeVar("S")
 class Possible(Generic[S]):
     """The reference model's possible states: one when every outcome is known.
 
-    Immutable: each method returns a new ``Possible``. States are compared with ``==``
-    (duplicates are merged), so they should be values, such as ``attrs.frozen`` classes::
+    An operation whose outcome is unknown (a timeout, a reset) may take effect at any
+    moment after it was sent (the service may still be working on it), or never. So
+    ``maybe`` keeps it *pending*: every later observation considers each pending
+    operation as taken effect or not, and an operation seen to have taken effect is
+    settled. Immutable: each method returns a new ``Possible``. States are compared with
+    ``==``, so they should be values, such as ``attrs.frozen`` classes::
 
         self.ledgers = Possible(Ledger())
 
         # an operation whose outcome is known: every possible state takes it
         self.ledgers = self.ledgers.then(lambda ledger: ledger.charge(key, charge_id, 5))
 
-        # one whose outcome is unknown (a timeout): it took effect, or it did not
+        # one whose outcome is unknown (a timeout): pending, it may land now, later, never
         self.ledgers = self.ledgers.maybe(lambda ledger: ledger.charge(key, None, 5))
 
         # an observation decides: keep the states that agree with it
@@ -38,58 +42,84 @@ class Possible(Generic[S]):
     A check that holds for *some* possible state holds; one that holds for none fails.
     Checks of bounds come out of this: with charges of 5 and 3 where the 3 timed out,
     the balance may be 5 or 8, and 4 or 9 fail.
+
+    A pending operation is applied to the state at the moment it lands, so write it as a
+    function of that state; and as a retried request with the same idempotency key is
+    applied once by a correct service, make the model's transition idempotent too (a
+    no-op when the key was already applied).
     """
 
-    #: More possible states than this means the model keeps branching without ever
-    #: observing the service; :meth:`maybe` then raises ``OverflowError``.
+    #: More possible states (or pending operations in one) than this means the model
+    #: keeps branching without observations that narrow it down: ``OverflowError``.
     limit = 1024
+    pending_limit = 10
 
-    __slots__ = ("_states",)
+    __slots__ = ("_branches",)
 
     def __init__(self, *states: S) -> None:
         if not states:
             raise ValueError("Possible needs at least one state")
-        unique: list[S] = []
-        for state in states:
-            if state not in unique:
-                unique.append(state)
-        self._states: tuple[S, ...] = tuple(unique)
+        self._branches: tuple[_Branch[S], ...] = _merge([(state, ()) for state in states])
 
     @classmethod
-    def _of(cls, states: list[S], fallback: Possible[S]) -> Possible[S]:
-        return cls(*states) if states else fallback
-
-    @property
-    def states(self) -> tuple[S, ...]:
-        """The possible states, in the order they arose."""
-        return self._states
-
-    @property
-    def known(self) -> bool:
-        """Whether exactly one state is possible."""
-        return len(self._states) == 1
-
-    def only(self) -> S:
-        """The one possible state; ``ValueError`` if there are several."""
-        if len(self._states) != 1:
-            raise ValueError(f"{len(self._states)} states are possible")
-        return self._states[0]
-
-    def then(self, transition: Callable[[S], S]) -> Possible[S]:
-        """Every state after an operation whose outcome is known."""
-        return Possible(*(transition(state) for state in self._states))
-
-    def maybe(self, transition: Callable[[S], S]) -> Possible[S]:
-        """Every state, and every state after ``transition``: the operation's outcome is
-        unknown, so it may or may not have taken effect."""
-        states = [*self._states, *(transition(state) for state in self._states)]
-        result = Possible(*states)
-        if len(result) > self.limit:
+    def _from(cls, branches: list[_Branch[S]]) -> Possible[S]:
+        result: Possible[S] = cls.__new__(cls)
+        result._branches = _merge(branches)
+        if len(result._branches) > cls.limit:
             raise OverflowError(
-                f"more than {self.limit} possible model states: the model branches on "
+                f"more than {cls.limit} possible model states: the model branches on "
                 "unknown outcomes without observations that narrow them down"
             )
         return result
+
+    def _expanded(self) -> list[_Branch[S]]:
+        """Every branch with every subset of its pending operations landed now."""
+        out: list[_Branch[S]] = []
+        for state, pending in self._branches:
+            options: list[_Branch[S]] = [(state, ())]
+            for transition in pending:
+                grown: list[_Branch[S]] = []
+                for current, left in options:
+                    grown.append((current, (*left, transition)))
+                    grown.append((transition(current), left))
+                options = grown
+            out.extend(options)
+        return list(_merge(out))
+
+    @property
+    def states(self) -> tuple[S, ...]:
+        """The states the service may be in now (pending operations landed or not)."""
+        found: list[S] = []
+        for state, _ in self._expanded():
+            if state not in found:
+                found.append(state)
+        return tuple(found)
+
+    @property
+    def known(self) -> bool:
+        """Whether exactly one state is possible and nothing is pending."""
+        return len(self._branches) == 1 and not self._branches[0][1]
+
+    def only(self) -> S:
+        """The one possible state; ``ValueError`` if there are several or some are pending."""
+        if not self.known:
+            raise ValueError(f"{len(self.states)} states are possible")
+        return self._branches[0][0]
+
+    def then(self, transition: Callable[[S], S]) -> Possible[S]:
+        """Every state after an operation whose outcome is known (pending operations
+        may have landed before it)."""
+        return Possible._from([(transition(s), p) for s, p in self._expanded()])
+
+    def maybe(self, transition: Callable[[S], S]) -> Possible[S]:
+        """Add an operation whose outcome is unknown: it may take effect at any moment
+        from now on, or never."""
+        branches = [(s, (*p, transition)) for s, p in self._branches]
+        if any(len(p) > self.pending_limit for _, p in branches):
+            raise OverflowError(
+                f"more than {self.pending_limit} operations of unknown outcome are pending"
+            )
+        return Possible._from(branches)
 
     def where(self, consistent: Callable[[S], bool]) -> Possible[S]:
         """The states ``consistent`` accepts; all of them when it accepts none.
@@ -97,19 +127,20 @@ class Possible(Generic[S]):
         When no state agrees with an observation, the service is wrong whatever happened;
         a check (:meth:`values`) reports that, and the states stay as they were.
         """
-        return self._of([s for s in self._states if consistent(s)], self)
+        kept = [(s, p) for s, p in self._expanded() if consistent(s)]
+        return Possible._from(kept) if kept else self
 
     def refine(self, update: Callable[[S], S | None]) -> Possible[S]:
         """Like :meth:`where`, but ``update`` may also fill in what the observation
         taught (an id the lost response carried): it returns the updated state, or None
         for a state the observation rules out."""
-        updated = [u for u in (update(s) for s in self._states) if u is not None]
-        return self._of(updated, self)
+        kept = [(u, p) for u, p in ((update(s), p) for s, p in self._expanded()) if u is not None]
+        return Possible._from(kept) if kept else self
 
     def values(self, of: Callable[[S], Any]) -> list[Any]:
         """The distinct values of ``of(state)`` over the possible states."""
         found: list[Any] = []
-        for state in self._states:
+        for state in self.states:
             value = of(state)
             if value not in found:
                 found.append(value)
@@ -122,19 +153,34 @@ class Possible(Generic[S]):
         return values[0] if len(values) == 1 else {"one of": values}
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self.states)
 
     def __iter__(self) -> Iterator[S]:
-        return iter(self._states)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Possible):
-            return NotImplemented
-        return len(self) == len(other) and all(s in other._states for s in self._states)
-
-    def __hash__(self) -> int:
-        return hash(len(self._states))
+        return iter(self.states)
 
     def __repr__(self) -> str:
-        inner = ", ".join(repr(s) for s in self._states)
+        inner = ", ".join(repr(s) for s in self.states)
         return f"Possible({inner})"
+
+
+_Branch = tuple[S, tuple[Callable[[S], S], ...]]
+
+
+def _merge(branches: list[_Branch[S]]) -> tuple[_Branch[S], ...]:
+    """Branches without repeats: of two with equal states, the one whose pending
+    operations include the other's stands for both."""
+    kept: list[_Branch[S]] = []
+    for state, pending in branches:
+        ids = {id(t) for t in pending}
+        for i, (other, other_pending) in enumerate(kept):
+            if other != state:
+                continue
+            other_ids = {id(t) for t in other_pending}
+            if ids <= other_ids:
+                break
+            if other_ids <= ids:
+                kept[i] = (state, pending)
+                break
+        else:
+            kept.append((state, pending))
+    return tuple(kept)
