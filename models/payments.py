@@ -89,12 +89,13 @@ class Ledger:
 
     def agrees_with(self, listed: dict[str, dict[str, Any]]) -> Ledger | None:
         """This ledger, with the ids it lacked taken from the service's listing of its
-        charges (by key); None if the listing contradicts it."""
+        charges (by key, oldest first), in the listing's order (a charge whose request
+        landed late comes late); None if the listing contradicts it."""
         if set(listed) != set(self.charges):
             return None
         charges = {}
-        for key, charge in self.charges.items():
-            shown = listed[key]
+        for key, shown in listed.items():
+            charge = self.charges[key]
             if (charge.amount, charge.refunded) != (shown["amount"], shown["refunded"]):
                 return None
             if charge.id is not None and charge.id != shown["id"]:
