@@ -130,7 +130,8 @@ class Payments(Model):
     Every write carries an Idempotency-Key and goes through ``self.retry``: when an answer
     is lost (``--faults``, or a real network), the same request is sent again. When no
     attempt is answered the outcome is unknown: the model keeps the operation pending
-    (``Possible.maybe``), and every later observation considers it landed or not.
+    (``Possible.maybe``, keyed by its idempotency key, so that a retry replaces it and an
+    answer settles it), and every later observation considers it landed or not.
     """
 
     sample = "payments"
@@ -158,11 +159,16 @@ class Payments(Model):
 
     def _charged(self, key: str, amount: int, response: httpx.Response | None) -> None:
         if response is None:  # every attempt failed: it may or may not have been charged
-            self.ledgers = self.ledgers.maybe(lambda ledger: ledger.charge(key, None, amount))
+            if self.ledgers.values(lambda ledger: key in ledger.charges) != [True]:
+                self.ledgers = self.ledgers.maybe(
+                    lambda ledger: ledger.charge(key, None, amount), key=key
+                )
             return
         # 201 created; 200 when an earlier attempt (whose answer was lost) created it.
         charge_id = _expect(response, 200, 201).json()["id"]
-        self.ledgers = self.ledgers.then(lambda ledger: ledger.charge(key, charge_id, amount))
+        self.ledgers = self.ledgers.then(
+            lambda ledger: ledger.charge(key, charge_id, amount), key=key
+        )
 
     @rule(target=keys, amount=st.integers(min_value=1, max_value=1000))
     def charge(self, amount: int) -> str:
@@ -205,9 +211,7 @@ class Payments(Model):
         )
         if response is None:
             self.ledgers = self.ledgers.maybe(
-                lambda ledger: (
-                    ledger.refund(key, amount, refund_key) if key in ledger.charges else ledger
-                )
+                lambda ledger: ledger.refund(key, amount, refund_key), key=refund_key
             )
             return
         accepted = _expect(response, 201, 409).status_code == 201
@@ -229,7 +233,7 @@ class Payments(Model):
         )
         self.ledgers = self.ledgers.where(
             lambda ledger: ledger.accepts_refund(key, amount, refund_key) == accepted
-        ).then(lambda ledger: ledger.refund(key, amount, refund_key))
+        ).then(lambda ledger: ledger.refund(key, amount, refund_key), key=refund_key)
 
     @rule(key=keys)
     def read(self, key: str) -> None:

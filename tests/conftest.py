@@ -160,7 +160,12 @@ class FlakyProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self._upstream)
+            try:
+                server = socket.create_connection(self._upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:

@@ -23,6 +23,7 @@ from propworkload._faults import (
     InjectedFault,
     ScriptedFaults,
 )
+from propworkload._possible import TooManyPossibilities
 from propworkload._runtime import RunState, StopRun
 from propworkload.samples import payments as payments_sample
 
@@ -109,7 +110,13 @@ def test_reset_fails_the_request_and_delivers_it_at_most_once(service: str) -> N
                 _charge(client, f"k-reset-{i}")
     counts = [_received(service, f"k-reset-{i}") for i in range(10)]
     assert set(counts) <= {0, 1}
+    assert sum(counts) >= 1  # sent before the reset: on loopback it usually arrives
     assert len(_charges(service)) == sum(counts)
+
+
+def test_reset_that_cannot_connect_is_a_connect_error(free_url: str) -> None:
+    with _client(free_url, [Fault("reset")]) as client, pytest.raises(httpx.ConnectError):
+        _charge(client, "k-nowhere")
 
 
 def test_no_fault_passes_through(service: str) -> None:
@@ -140,9 +147,17 @@ def test_possible_keeps_unknown_outcomes_pending_until_seen() -> None:
     assert states.refine(lambda n: n * 10 if n == 5 else None).values(lambda n: n) == [50, 53]
 
 
+def test_possible_settles_pending_operations_by_key() -> None:
+    states = Possible(0).maybe(lambda n: n + 3, key="k0")
+    states = states.maybe(lambda n: n + 3, key="k0")  # a retry, unknown too: still one
+    assert sorted(states) == [0, 3] and states.pending == 1
+    settled = states.then(lambda n: n + 3 if n == 0 else n, key="k0")  # answered at last
+    assert settled.known and settled.only() == 3
+
+
 def test_possible_bounds_its_growth() -> None:
     states = Possible(0)
-    with pytest.raises(OverflowError):
+    with pytest.raises(TooManyPossibilities):
         for i in range(20):  # each unknown charge of 2**i doubles the possible balances
             states = states.maybe(lambda n, i=i: n + 2**i)
     assert len(states) == 2**Possible.pending_limit
@@ -284,6 +299,41 @@ def test_correct_service_under_every_fault_has_no_false_alarm(
     assert "abandoned" not in summary  # the model handled every unknown outcome
 
 
+def test_every_request_unanswered_is_still_no_false_alarm(
+    payments: Service, tmp_path: Path
+) -> None:
+    """No request ever arrives: every outcome is unknown, nothing may be concluded."""
+    with payments() as url:
+        result = _workload(
+            url,
+            tmp_path,
+            "--seed",
+            "1",
+            "--examples",
+            "10",
+            "--faults",
+            "timeout-before-send",
+            "--fault-rate",
+            "1",
+        )
+    assert result.code == 0, result.out + result.err
+
+
+@pytest.mark.slow
+def test_failures_saved_with_faults_are_kept_apart_from_plain_runs(
+    payments: Service, tmp_path: Path
+) -> None:
+    """A failure that needs a fault is not retried (and dropped) by a run without it."""
+    database = str(tmp_path / "db")
+    with payments("lost-refund-retry-rejected") as url:
+        found = _workload(url, tmp_path, "--faults", "lost-response", "--database", database)
+        plain = _workload(url, tmp_path, "--database", database)
+        again = _workload(url, tmp_path, "--faults", "lost-response", "--database", database)
+    assert found.code == 1, found.out + found.err
+    assert plain.code == 0 and "SAVED" not in plain.out, plain.out
+    assert again.code == 1 and "saved-failures=1 reproduced=1" in again.out, again.out
+
+
 # -- faults from outside: a flaky network between the tool and the service ----------
 
 
@@ -299,6 +349,19 @@ def test_real_network_faults_are_unknown_outcomes_not_failures(
     assert result.code == 0, result.out + result.err
     assert proxy.cut > 20
     assert "Traceback" not in result.out + result.err
+
+
+def test_a_service_that_can_never_be_observed_is_not_a_pass(
+    payments: Service, flaky_proxy: Callable[..., FlakyProxy], tmp_path: Path
+) -> None:
+    """Every answer after the first is cut: nothing can be checked, so the run says so
+    (exit 3) instead of passing."""
+    with payments() as url:
+        proxy = flaky_proxy(url, every=1, spare=1)
+        result = _workload(proxy.url, tmp_path, "--seed", "1", "--examples", "10")
+    assert result.code == 3, result.out + result.err
+    (line,) = result.err.strip().splitlines()
+    assert "nothing was checked" in line or "no example could finish" in line
 
 
 UNHANDLED = """

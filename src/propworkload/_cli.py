@@ -78,16 +78,18 @@ _faults_option = click.option(
 _fault_rate_option = click.option(
     "--fault-rate",
     type=click.FloatRange(min=0, max=1, min_open=True),
-    default=0.25,
-    show_default=True,
-    help="Chance that a request gets a fault (with --faults).",
+    default=None,
+    help="Chance that a request gets a fault (with --faults)  [default: 0.25]",
 )
 
 
-def _fault_plan(faults: str, fault_rate: float) -> FaultPlan | None:
+def _fault_plan(faults: str, fault_rate: float | None) -> FaultPlan | None:
     if not faults:
+        if fault_rate is not None:
+            raise InvalidOption("--fault-rate needs --faults: say which faults to inject")
         return None
-    return FaultPlan(kinds=parse_faults(faults), rate=fault_rate)
+    kinds = parse_faults(faults)
+    return FaultPlan(kinds=kinds) if fault_rate is None else FaultPlan(kinds=kinds, rate=fault_rate)
 
 
 def _run_options(command: F) -> F:
@@ -136,7 +138,7 @@ def _execute(
     time_budget: float,
     database: str,
     faults: str,
-    fault_rate: float,
+    fault_rate: float | None,
 ) -> int:
     from ._console import ConsoleReporter
 
@@ -245,7 +247,7 @@ def explore(
     steps: int,
     database: str,
     faults: str,
-    fault_rate: float,
+    fault_rate: float | None,
     report_json: Path | None,
     junit: Path | None,
     fail_on_gap: bool,

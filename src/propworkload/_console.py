@@ -200,6 +200,12 @@ def format_result(result: RunResult) -> list[str]:
     else:
         for name, count in result.checks.items():
             lines.append(f"INVARIANT PASS {name} checks={count}")
+        coverage = result.coverage
+        for name, missed in sorted(coverage.unobserved.items()):
+            lines.append(
+                f"INVARIANT UNOBSERVED {name} runs={missed} of {coverage.invariant_runs[name]} "
+                f"(transport errors; last: {short(coverage.unobserved_errors.get(name, ''))})"
+            )
     if result.saved_dropped:
         n = result.saved_dropped
         lines.append(

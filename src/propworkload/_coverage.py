@@ -68,6 +68,8 @@ class Coverage:
     faults: Counter[str] = attrs.field(factory=Counter)
     unknown: Counter[str] = attrs.field(factory=Counter)
     unobserved: Counter[str] = attrs.field(factory=Counter)
+    #: The last error that kept each invariant from observing the service.
+    unobserved_errors: dict[str, str] = attrs.field(factory=dict)
 
     def add_example(self, record: ExampleRecord, *, count_length: bool = True) -> None:
         if count_length:
@@ -83,8 +85,9 @@ class Coverage:
                 self.ran[step.rule] += 1
             if step.unknown is not None:
                 self.unknown[step.rule] += 1
-            self.unobserved.update(text.split(":", 1)[0] for text in step.unobserved)
+            self._unobserved(step.unobserved)
             exchanges.extend(step.exchanges)
+        self._unobserved(record.setup_unobserved)
         for exchange in exchanges:
             if exchange.fault is not None:
                 self.faults[exchange.fault["kind"]] += 1
@@ -92,6 +95,21 @@ class Coverage:
             status = str(exchange.status) if exchange.status is not None else "error"
             self.statuses.setdefault(endpoint, Counter())[status] += 1
             _sample(self.latencies.setdefault(endpoint, []), exchange.duration_ms)
+
+    def _unobserved(self, notes: list[str]) -> None:
+        for note in notes:
+            name, _, error = note.partition(": ")
+            self.unobserved[name] += 1
+            self.unobserved_errors[name] = error
+
+    def never_observed(self) -> dict[str, str]:
+        """Invariants that ran but could not observe the service a single time, with the
+        last error."""
+        return {
+            name: self.unobserved_errors.get(name, "")
+            for name, runs in self.invariant_runs.items()
+            if runs and self.unobserved[name] >= runs
+        }
 
     def merge(self, other: Coverage) -> None:
         for name in (
@@ -107,6 +125,7 @@ class Coverage:
         ):
             getattr(self, name).update(getattr(other, name))
         self.steps_per_example.update(other.steps_per_example)
+        self.unobserved_errors.update(other.unobserved_errors)
         for endpoint, counts in other.statuses.items():
             self.statuses.setdefault(endpoint, Counter()).update(counts)
         for endpoint, values in other.latencies.items():

@@ -205,7 +205,7 @@ def run_model(
     # The failure database keys saved examples by this digest: one key per model, stable
     # across edits of the model file (Hypothesis would otherwise hash the factory's source).
     factory._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
-        f"propworkload:{name}:{model_cls.__qualname__}".encode()
+        f"propworkload:{name}:{model_cls.__qualname__}{_fault_digest(config.faults)}".encode()
     )
     hypothesis_settings = _hypothesis_settings(config)
 
@@ -263,6 +263,13 @@ def run_model(
             f"the time budget ({config.time_budget:g} s) ended before one example ran; "
             "raise --time-budget"
         )
+    never = state.coverage.never_observed() if state.first_failure is None else {}
+    if never and not state.stopped:
+        name, error = next(iter(never.items()))
+        raise TargetError(
+            f"{config.url}: invariant {name} could not read the service in any of its "
+            f"{state.coverage.invariant_runs[name]} runs ({error}); nothing was checked"
+        )
     if state.first_failure is None:
         example = None
     elif flaky:
@@ -297,6 +304,14 @@ def run_model(
         result = attrs.evolve(result, trace_path=write_trace(example, result))
     emit(RunFinished(result=result))
     return result
+
+
+def _fault_digest(faults: FaultPlan | None) -> str:
+    """Runs with other faults keep their saved failures apart: a failure that needs a
+    fault would otherwise be dropped by the next run without it."""
+    if faults is None:
+        return ""
+    return f":faults={','.join(sorted(faults.kinds))}@{faults.rate:g}"
 
 
 _BLOB = re.compile(r"@reproduce_failure\('[^']+', (b'[^']*')\)")

@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("lost-response", "timeout-before-send", "duplicate", "delay", "reset")
+#: The longest delay the tool injects, whatever a plan or a trace asks for (seconds).
+MAX_DELAY = 1.0
 #: Where the transport leaves the injected fault for the recorder: ``request.extensions``.
 EXTENSION = "propworkload.fault"
 
@@ -87,7 +89,13 @@ class Fault:
         if not isinstance(data, dict) or data.get("kind") not in FAULT_KINDS:
             return None
         delay = data.get("delay", 0.0)
-        return cls(kind=data["kind"], delay=float(delay) if isinstance(delay, int | float) else 0.0)
+        seconds = float(delay) if isinstance(delay, int | float) else 0.0
+        # A trace is input: a delay is never longer than MAX_DELAY, whatever it says.
+        return cls(kind=data["kind"], delay=min(max(seconds, 0.0), MAX_DELAY))
+
+
+def _at_most_max_delay(value: float) -> float:
+    return min(float(value), MAX_DELAY)
 
 
 @attrs.frozen(kw_only=True)
@@ -97,8 +105,8 @@ class FaultPlan:
     kinds: tuple[str, ...]
     #: The chance that a request gets a fault.
     rate: float = attrs.field(default=0.25)
-    #: The longest ``delay`` fault, in seconds.
-    max_delay: float = 0.05
+    #: The longest ``delay`` fault, in seconds (at most ``MAX_DELAY``).
+    max_delay: float = attrs.field(default=0.05, converter=_at_most_max_delay)
 
     @rate.validator
     def _check_rate(self, attribute: Any, value: float) -> None:
@@ -111,6 +119,8 @@ def parse_faults(text: str) -> tuple[str, ...]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if names == ["all"]:
         return FAULT_KINDS
+    if "all" in names:
+        raise InvalidOption("--faults all means every kind: give it alone, or list kinds")
     unknown = [name for name in names if name not in FAULT_KINDS]
     if unknown or not names:
         raise InvalidOption(
@@ -175,10 +185,14 @@ class ScriptedFaults:
 
 
 def _send_then_reset(request: httpx.Request, timeout: float) -> None:
-    """Send ``request`` on a new connection and reset that connection at once."""
+    """Send ``request`` on a new connection of its own (not the pool's, and not through
+    any proxy) and reset that connection at once."""
     url = request.url
     port = url.port or (443 if url.scheme == "https" else 80)
-    sock: socket.socket = socket.create_connection((url.host, port), timeout=timeout)
+    try:
+        sock: socket.socket = socket.create_connection((url.host, port), timeout=timeout)
+    except OSError as exc:  # a real failure to connect, not the injected fault
+        raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from exc
     try:
         if url.scheme == "https":
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=url.host)
@@ -196,6 +210,8 @@ def _send_then_reset(request: httpx.Request, timeout: float) -> None:
         sock.sendall(payload)
         # Linger 0: close() sends a TCP reset instead of the orderly FIN.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass  # the connection failed while sending: reset or not, the outcome is unknown
     finally:
         sock.close()
 
@@ -229,10 +245,16 @@ class FaultTransport(httpx.BaseTransport):
             response.close()
             raise InjectedTimeout("injected lost-response: the answer was dropped")
         if kind == "duplicate":
-            second = self._inner.handle_request(request)
-            second.read()
-            second.close()
-            request.extensions[EXTENSION] = attrs.evolve(fault, second_status=second.status_code)
+            try:
+                second = self._inner.handle_request(request)
+                second.read()
+                second.close()
+            except httpx.TransportError:
+                pass  # the copy was lost: the client has its answer all the same
+            else:
+                request.extensions[EXTENSION] = attrs.evolve(
+                    fault, second_status=second.status_code
+                )
         elif kind == "delay":
             time.sleep(fault.delay)
         return response

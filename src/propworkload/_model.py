@@ -16,6 +16,7 @@ from hypothesis import stateful
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
 from ._faults import Chooser, FaultTransport
+from ._possible import TooManyPossibilities
 from ._record import (
     DEFAULT_REDACT_FIELDS,
     ExampleRecord,
@@ -198,7 +199,7 @@ class Model(stateful.RuleBasedStateMachine):
             except httpx.TransportError as exc:
                 errors.append(_describe(exc))
         step = self._pw_example.current_step
-        if step is not None:
+        if step is not None and self._pw_example.phase == "rule":
             step.unknown = f"{total} attempts failed: {errors[-1]}"
         return None
 
@@ -277,10 +278,11 @@ def _wrap_rule(
         started = time.perf_counter()
         try:
             result = fn(self, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, TooManyPossibilities) as exc:
             # The rule's outcome is unknown and the rule did not say what the model should
-            # make of it: the model can no longer be trusted, so drop the example (it is
-            # neither a pass nor a failure). Model.retry is the way to handle this.
+            # make of it (or the model follows too many possibilities): the model can no
+            # longer be trusted, so drop the example (it is neither a pass nor a failure).
+            # Model.retry and Possible are the way to handle this.
             step.error = _describe(exc)
             step.unknown = f"{_describe(exc)} (not handled by the rule)"
             self._pw_run.abandoned += 1
@@ -325,10 +327,12 @@ def _wrap_invariant(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return fn(self)
             except httpx.TransportError as exc:
                 # The service could not be observed (a timeout, a reset): nothing to check.
-                step = self._pw_example.current_step
-                if step is not None:
-                    step.unobserved.append(f"{fn.__name__}: {_describe(exc)}")
+                # The run reports invariants that were never observed.
+                self._pw_example.unobserved.append(f"{fn.__name__}: {_describe(exc)}")
                 return None
+            except TooManyPossibilities as exc:
+                self._pw_run.abandoned += 1
+                abandon_example(f"{fn.__name__}: {exc}")
             except Exception as exc:
                 self._pw_note_failure(exc, rule=None, invariant=fn.__name__)
                 raise

@@ -7,12 +7,22 @@ calls such an operation "info"). A model keeps every state the service may be in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Possible"]
+import attrs
+
+__all__ = ["Possible", "TooManyPossibilities"]
 
 S = TypeVar("S")
+
+
+class TooManyPossibilities(OverflowError):
+    """The model branched on more unknown outcomes than :class:`Possible` follows.
+
+    Raised from a rule or invariant, it drops the example (as an unknown outcome does)
+    rather than failing the run.
+    """
 
 
 class Possible(Generic[S]):
@@ -21,9 +31,9 @@ class Possible(Generic[S]):
     An operation whose outcome is unknown (a timeout, a reset) may take effect at any
     moment after it was sent (the service may still be working on it), or never. So
     ``maybe`` keeps it *pending*: every later observation considers each pending
-    operation as taken effect or not, and an operation seen to have taken effect is
-    settled. Immutable: each method returns a new ``Possible``. States are compared with
-    ``==``, so they should be values, such as ``attrs.frozen`` classes::
+    operation as landed or not, and an operation seen to have landed is settled.
+    Immutable: each method returns a new ``Possible``. States are compared with ``==``,
+    so they should be values, such as ``attrs.frozen`` classes::
 
         self.ledgers = Possible(Ledger())
 
@@ -31,7 +41,7 @@ class Possible(Generic[S]):
         self.ledgers = self.ledgers.then(lambda ledger: ledger.charge(key, charge_id, 5))
 
         # one whose outcome is unknown (a timeout): pending, it may land now, later, never
-        self.ledgers = self.ledgers.maybe(lambda ledger: ledger.charge(key, None, 5))
+        self.ledgers = self.ledgers.maybe(lambda ledger: ledger.charge(key, None, 5), key=key)
 
         # an observation decides: keep the states that agree with it
         balance = read_balance()
@@ -43,48 +53,55 @@ class Possible(Generic[S]):
     Checks of bounds come out of this: with charges of 5 and 3 where the 3 timed out,
     the balance may be 5 or 8, and 4 or 9 fail.
 
-    A pending operation is applied to the state at the moment it lands, so write it as a
-    function of that state; and as a retried request with the same idempotency key is
-    applied once by a correct service, make the model's transition idempotent too (a
-    no-op when the key was already applied).
+    ``key`` names the operation, as an idempotency key does: a service applies requests
+    with one key once, so a pending operation re-sent with the same key (a retry whose
+    outcome is unknown too) replaces the pending one, and an answered one (``then(...,
+    key=key)``) settles it. A pending operation is applied to the state at the moment it
+    lands (write it as a function of that state); several pending operations are tried
+    landing in the order they were sent, so they should commute (as writes to different
+    keys do).
     """
 
-    #: More possible states (or pending operations in one) than this means the model
-    #: keeps branching without observations that narrow it down: ``OverflowError``.
+    #: More possible states, or more pending operations, than this drop the example
+    #: (:class:`TooManyPossibilities`): the model keeps branching without observing.
     limit = 1024
     pending_limit = 10
 
-    __slots__ = ("_branches",)
+    __slots__ = ("_branches", "_expansion")
 
     def __init__(self, *states: S) -> None:
         if not states:
             raise ValueError("Possible needs at least one state")
         self._branches: tuple[_Branch[S], ...] = _merge([(state, ()) for state in states])
+        self._expansion: tuple[_Branch[S], ...] | None = None
 
     @classmethod
     def _from(cls, branches: list[_Branch[S]]) -> Possible[S]:
         result: Possible[S] = cls.__new__(cls)
         result._branches = _merge(branches)
+        result._expansion = None
         if len(result._branches) > cls.limit:
-            raise OverflowError(
+            raise TooManyPossibilities(
                 f"more than {cls.limit} possible model states: the model branches on "
                 "unknown outcomes without observations that narrow them down"
             )
         return result
 
-    def _expanded(self) -> list[_Branch[S]]:
+    def _expanded(self) -> tuple[_Branch[S], ...]:
         """Every branch with every subset of its pending operations landed now."""
-        out: list[_Branch[S]] = []
-        for state, pending in self._branches:
-            options: list[_Branch[S]] = [(state, ())]
-            for transition in pending:
-                grown: list[_Branch[S]] = []
-                for current, left in options:
-                    grown.append((current, (*left, transition)))
-                    grown.append((transition(current), left))
-                options = grown
-            out.extend(options)
-        return list(_merge(out))
+        if self._expansion is None:
+            out: list[_Branch[S]] = []
+            for state, pending in self._branches:
+                options: list[_Branch[S]] = [(state, ())]
+                for op in pending:
+                    grown: list[_Branch[S]] = []
+                    for current, left in options:
+                        grown.append((current, (*left, op)))
+                        grown.append((op.transition(current), left))
+                    options = grown
+                out.extend(options)
+            self._expansion = _merge(out)
+        return self._expansion
 
     @property
     def states(self) -> tuple[S, ...]:
@@ -94,6 +111,11 @@ class Possible(Generic[S]):
             if state not in found:
                 found.append(state)
         return tuple(found)
+
+    @property
+    def pending(self) -> int:
+        """How many operations of unknown outcome may still land (at most, per branch)."""
+        return max(len(p) for _, p in self._branches)
 
     @property
     def known(self) -> bool:
@@ -106,17 +128,26 @@ class Possible(Generic[S]):
             raise ValueError(f"{len(self.states)} states are possible")
         return self._branches[0][0]
 
-    def then(self, transition: Callable[[S], S]) -> Possible[S]:
+    def then(self, transition: Callable[[S], S], *, key: Hashable = None) -> Possible[S]:
         """Every state after an operation whose outcome is known (pending operations
-        may have landed before it)."""
-        return Possible._from([(transition(s), p) for s, p in self._expanded()])
+        may have landed before it). With ``key``, a pending operation of that key is
+        settled: it is this one."""
+        return Possible._from(
+            [
+                (transition(s), tuple(op for op in p if key is None or op.key != key))
+                for s, p in self._expanded()
+            ]
+        )
 
-    def maybe(self, transition: Callable[[S], S]) -> Possible[S]:
+    def maybe(self, transition: Callable[[S], S], *, key: Hashable = None) -> Possible[S]:
         """Add an operation whose outcome is unknown: it may take effect at any moment
-        from now on, or never."""
-        branches = [(s, (*p, transition)) for s, p in self._branches]
+        from now on, or never. With ``key``, it replaces a pending operation of that key."""
+        op = _Pending(transition, key)
+        branches = [
+            (s, (*(o for o in p if key is None or o.key != key), op)) for s, p in self._branches
+        ]
         if any(len(p) > self.pending_limit for _, p in branches):
-            raise OverflowError(
+            raise TooManyPossibilities(
                 f"more than {self.pending_limit} operations of unknown outcome are pending"
             )
         return Possible._from(branches)
@@ -163,7 +194,13 @@ class Possible(Generic[S]):
         return f"Possible({inner})"
 
 
-_Branch = tuple[S, tuple[Callable[[S], S], ...]]
+@attrs.frozen(eq=False)
+class _Pending(Generic[S]):
+    transition: Callable[[S], S]
+    key: Hashable
+
+
+_Branch = tuple[S, tuple[_Pending[S], ...]]
 
 
 def _merge(branches: list[_Branch[S]]) -> tuple[_Branch[S], ...]:
@@ -171,11 +208,11 @@ def _merge(branches: list[_Branch[S]]) -> tuple[_Branch[S], ...]:
     operations include the other's stands for both."""
     kept: list[_Branch[S]] = []
     for state, pending in branches:
-        ids = {id(t) for t in pending}
+        ids = {id(op) for op in pending}
         for i, (other, other_pending) in enumerate(kept):
             if other != state:
                 continue
-            other_ids = {id(t) for t in other_pending}
+            other_ids = {id(op) for op in other_pending}
             if ids <= other_ids:
                 break
             if other_ids <= ids:

@@ -210,6 +210,14 @@ class ExampleRecord:
     markers: Counter[str] = attrs.field(factory=Counter)
     phase: str = "setup"
     started: float = attrs.field(factory=time.perf_counter)
+    #: Invariant runs that could not observe the service before the first step.
+    setup_unobserved: list[str] = attrs.field(factory=list)
+
+    @property
+    def unobserved(self) -> list[str]:
+        """Where to note an invariant run that could not observe the service."""
+        step = self.current_step
+        return step.unobserved if step is not None else self.setup_unobserved
 
     @property
     def current_step(self) -> Step | None:
