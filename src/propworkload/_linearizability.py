@@ -193,11 +193,15 @@ def _check_partition(
     partitions take turns (the first illegal one ends the check) and a deadline holds."""
     head = _entries(operations)
     state = spec.init()
-    known_left = sum(1 for op in operations if not op.unknown)
+    step = spec.step
+    unknown = [op.unknown for op in operations]
+    known_left = unknown.count(False)
     linearized = 0
+    # The stack of lifted calls, with the state before each; ``after`` the state after.
     stack: list[tuple[_Entry, Any]] = []
-    seen: _Seen[Any] = _Seen()
-    best: list[LinearizationStep] = []
+    remember = _Seen[Any]().add
+    best: list[tuple[_Entry, Any]] = []
+    best_state: Any = None
     entry = head.next
     steps = 0
     while known_left:
@@ -206,43 +210,45 @@ def _check_partition(
             yield
         assert entry is not None  # a return event always ends the list before it runs out
         if entry.call:
-            op = operations[entry.id]
-            ok, after = spec.step(state, op)
-            if ok and seen.add(linearized | (1 << entry.id), after):
+            ok, after = step(state, operations[entry.id])
+            if ok and remember(linearized | (1 << entry.id), after):
                 stack.append((entry, state))
                 state = after
                 linearized |= 1 << entry.id
-                known_left -= not op.unknown
+                known_left -= not unknown[entry.id]
                 _lift(entry)
                 if len(stack) > len(best):
-                    best = [
-                        LinearizationStep(indexes[e.id], s)
-                        for (e, _), s in zip(
-                            stack, [*(s for _, s in stack[1:]), state], strict=True
-                        )
-                    ]
+                    best, best_state = list(stack), state
                 entry = head.next
-                continue
-            entry = entry.next
+            else:
+                entry = entry.next
             continue
         # A return event: its operation had to be linearized before this point.
         if not stack:
-            done = {step.index for step in best}
-            left = [
-                i for i, op in enumerate(operations) if not op.unknown and indexes[i] not in done
-            ]
+            path = _path(best, best_state, indexes)
+            done = {s.index for s in path}
+            left = [i for i, flag in enumerate(unknown) if not flag and indexes[i] not in done]
             left.sort(key=lambda i: (operations[i].ret, operations[i].call))
-            return False, best, [indexes[i] for i in left]
+            return False, path, [indexes[i] for i in left]
         entry, state = stack.pop()
         linearized &= ~(1 << entry.id)
-        known_left += not operations[entry.id].unknown
+        known_left += not unknown[entry.id]
         _unlift(entry)
         entry = entry.next
-    path = [
-        LinearizationStep(indexes[e.id], s)
-        for (e, _), s in zip(stack, [*(s for _, s in stack[1:]), state], strict=True)
+    return True, _path(stack, state, indexes), []
+
+
+def _path(
+    stack: list[tuple[_Entry, Any]], last: Any, indexes: Sequence[int]
+) -> list[LinearizationStep]:
+    """A stack of (call, state before it) as steps with the state after each."""
+    if not stack:
+        return []
+    after = [*(state for _, state in stack[1:]), last]
+    return [
+        LinearizationStep(indexes[entry.id], state)
+        for (entry, _), state in zip(stack, after, strict=True)
     ]
-    return True, path, []
 
 
 def check_operations(
