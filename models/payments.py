@@ -19,7 +19,17 @@ import attrs
 import httpx
 from hypothesis import strategies as st
 
-from propworkload import Bundle, Model, Possible, invariant, main, rule, sometimes
+from propworkload import (
+    UNKNOWN,
+    Bundle,
+    Model,
+    Possible,
+    invariant,
+    main,
+    operation,
+    rule,
+    sometimes,
+)
 
 
 @attrs.frozen
@@ -66,24 +76,28 @@ class Ledger:
             charge = Charge(key=key, id=charge_id, amount=amount)
         return attrs.evolve(self, charges={**self.charges, key: charge})
 
-    def accepts_refund(self, key: str, amount: int | None, refund_key: str) -> bool:
+    def accepts_refund(self, key: str, amount: int | None, refund_key: str | None) -> bool:
         """Whether the service should accept a refund of ``amount`` (None: what remains);
         a refund whose key was applied before is answered as accepted again."""
         charge = self.charges[key]
-        if refund_key in charge.refund_keys:
+        if refund_key is not None and refund_key in charge.refund_keys:
             return True
         wanted = charge.remaining if amount is None else amount
         return 0 < wanted <= charge.remaining
 
-    def refund(self, key: str, amount: int | None, refund_key: str) -> Ledger:
+    def refund(self, key: str, amount: int | None, refund_key: str | None) -> Ledger:
         """The ledger after refunding ``amount`` (None: what remains) under ``refund_key``,
         if it is accepted; a key applied before changes nothing."""
         charge = self.charges[key]
-        if refund_key in charge.refund_keys or not self.accepts_refund(key, amount, refund_key):
+        if not self.accepts_refund(key, amount, refund_key) or (
+            refund_key is not None and refund_key in charge.refund_keys
+        ):
             return self
         wanted = charge.remaining if amount is None else amount
         refunded = attrs.evolve(
-            charge, refunded=charge.refunded + wanted, refund_keys=charge.refund_keys | {refund_key}
+            charge,
+            refunded=charge.refunded + wanted,
+            refund_keys=charge.refund_keys | ({refund_key} if refund_key else set()),
         )
         return attrs.evolve(self, charges={**self.charges, key: refunded})
 
@@ -313,6 +327,99 @@ class Payments(Model):
             actual=actual,
             customer=self.tenant,
         )
+
+    # -- concurrent mode (--concurrency K) ------------------------------------------
+    # Clients at once charge, refund and read two shared keys, so that they race on
+    # them; each operation's real call returns what it observed, and its model
+    # transition (on the same Ledger as the rules above) says whether that was possible.
+
+    model_state = Ledger
+    final_operations = ("observe",)
+
+    def _charge_id(self, key: str) -> str | None:
+        """The id of the charge for ``key``: learned by a client, or found in the list."""
+        if key not in self.shared:
+            listed = _expect(self.http.get(f"/customers/{self.tenant}/charges"), 200).json()
+            for charge in listed["data"]:
+                self.shared.setdefault(charge["idempotency_key"], charge["id"])
+        return self.shared.get(key)
+
+    @operation(key=st.sampled_from(["k0", "k1"]), amount=st.integers(min_value=1, max_value=1000))
+    def pay(self, key: str, amount: int) -> dict[str, Any]:
+        body = _expect(self._charge(key, amount), 200, 201)
+        charge = body.json()
+        self.shared.setdefault(key, charge["id"])
+        return {"status": body.status_code, "id": charge["id"], "amount": charge["amount"]}
+
+    @pay.model
+    def pay(ledger: Ledger, output: Any, key: str, amount: int) -> tuple[bool, Ledger]:
+        if output is UNKNOWN:
+            return True, ledger.charge(key, None, amount)
+        existing = ledger.charges.get(key)
+        if existing is None:  # created now
+            ok = output["status"] == 201 and output["amount"] == amount
+        else:  # the original charge, answered again
+            ok = (
+                output["status"] == 200
+                and output["amount"] == existing.amount
+                and existing.id in (None, output["id"])
+            )
+        return ok, ledger.charge(key, output["id"], amount)
+
+    @operation(
+        key=st.sampled_from(["k0", "k1"]),
+        amount=st.none() | st.integers(min_value=1, max_value=1000),
+    )
+    def pay_back(self, key: str, amount: int | None) -> dict[str, Any]:
+        charge_id = self._charge_id(key)
+        if charge_id is None:
+            return {"status": "no charge"}
+        body = {} if amount is None else {"amount": amount}
+        response = _expect(self.http.post(f"/charges/{charge_id}/refunds", json=body), 201, 409)
+        return {"status": response.status_code}
+
+    @pay_back.model
+    def pay_back(ledger: Ledger, output: Any, key: str, amount: int | None) -> tuple[bool, Ledger]:
+        if key not in ledger.charges:
+            return output is UNKNOWN or output["status"] == "no charge", ledger
+        accepted = ledger.accepts_refund(key, amount, None)
+        if output is UNKNOWN:
+            return True, ledger.refund(key, amount, None)
+        ok = output["status"] == (201 if accepted else 409)
+        return ok, ledger.refund(key, amount, None)
+
+    @operation(key=st.sampled_from(["k0", "k1"]))
+    def look(self, key: str) -> dict[str, Any]:
+        charge_id = self._charge_id(key)
+        if charge_id is None:
+            return {"status": "no charge"}
+        charge = _expect(self.http.get(f"/charges/{charge_id}"), 200).json()
+        return {"id": charge["id"], "amount": charge["amount"], "refunded": charge["refunded"]}
+
+    @look.model
+    def look(ledger: Ledger, output: Any, key: str) -> tuple[bool, Ledger]:
+        charge = ledger.charges.get(key)
+        if output is UNKNOWN:
+            return True, ledger
+        if charge is None:
+            return output.get("status") == "no charge", ledger
+        seen = (output.get("amount"), output.get("refunded"))
+        ok = seen == (charge.amount, charge.refunded) and charge.id in (None, output["id"])
+        return ok, ledger
+
+    @operation()
+    def observe(self) -> dict[str, Any]:
+        listed = _expect(self.http.get(f"/customers/{self.tenant}/charges"), 200).json()["data"]
+        balance = _expect(self.http.get(f"/customers/{self.tenant}/balance"), 200).json()
+        charges = sorted([c["idempotency_key"], c["amount"], c["refunded"]] for c in listed)
+        return {"charges": charges, "balance": balance["balance"]}
+
+    @observe.model
+    def observe(ledger: Ledger, output: Any) -> tuple[bool, Ledger]:
+        if output is UNKNOWN:
+            return True, ledger
+        expected = sorted([c.key, c.amount, c.refunded] for c in ledger.charges.values())
+        return output == {"charges": expected, "balance": ledger.balance}, ledger
 
 
 if __name__ == "__main__":

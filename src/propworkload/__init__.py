@@ -29,6 +29,7 @@ from ._errors import (
     TargetUnreachable,
 )
 from ._model import Model
+from ._operations import UNKNOWN, operation
 from ._possible import Possible
 from ._replay import Replay
 from ._runtime import reachable, sometimes
@@ -38,7 +39,7 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+source"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted order (tests/test_exported_members.py)
     "Bundle",
     "InvalidModel",
     "InvalidOption",
@@ -51,12 +52,14 @@ __all__ = [
     "SetupFailed",
     "TargetError",
     "TargetUnreachable",
+    "UNKNOWN",
     "__version__",
     "consumes",
     "initialize",
     "invariant",
     "main",
     "multiple",
+    "operation",
     "precondition",
     "reachable",
     "rule",

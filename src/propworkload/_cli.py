@@ -121,6 +121,21 @@ def _run_options(command: F) -> F:
         _database_option,
         _faults_option,
         _fault_rate_option,
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=2),
+            default=None,
+            metavar="K",
+            help="Run K clients at once after a sequential prefix and check the history "
+            "for linearizability (models with @operation).",
+        ),
+        click.option(
+            "--repeat",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="With --concurrency: runs of each program (scheduling differs).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -139,6 +154,8 @@ def _execute(
     database: str,
     faults: str,
     fault_rate: float | None,
+    concurrency: int | None,
+    repeat: int,
 ) -> int:
     from ._console import ConsoleReporter
 
@@ -148,6 +165,24 @@ def _execute(
     artifacts = Artifacts(notify=lambda message: console(Notice(message=message)))
     failures_db = open_database(database, default_folder=lambda: artifacts.folder() / "examples")
     embedded = not (url or os.environ.get("APP_URL"))
+    if concurrency is not None:
+        if faults:
+            raise InvalidOption("--faults and --concurrency cannot be combined yet")
+        with resolve_target(url, model_cls) as target, _stop_on_signals():
+            return _execute_concurrent(
+                model_cls,
+                model_path,
+                target=target,
+                sample=model_cls.sample if embedded else None,
+                seed=seed,
+                pinned=pinned,
+                examples=examples,
+                time_budget=time_budget,
+                database=failures_db,
+                concurrency=concurrency,
+                repeat=repeat,
+                artifacts=artifacts,
+            )
     with resolve_target(url, model_cls) as target, _stop_on_signals():
         try:
             config = RunConfig(
@@ -172,6 +207,80 @@ def _execute(
             sample=model_cls.sample if embedded else None,
         )
         result = run_model(model_cls, config, listeners=[console], write_trace=writer)
+    return result.exit_code
+
+
+def _execute_concurrent(
+    model_cls: type[Model],
+    model_path: str | None,
+    *,
+    target: str,
+    sample: str | None,
+    seed: int,
+    pinned: bool,
+    examples: int,
+    time_budget: float,
+    database: Any,
+    concurrency: int,
+    repeat: int,
+    artifacts: Artifacts,
+) -> int:
+    from ._concurrent import ConcurrentWriter, failure_line, program_lines, run_concurrent
+    from ._engine import probe
+
+    click.echo(
+        f"SEED {seed} model={model_cls.model_name()} target={redact_url(target)} "
+        f"concurrency={concurrency}"
+    )
+    probe(target)
+    writer = ConcurrentWriter(
+        model_cls=model_cls,
+        model_file=model_path,
+        seed=seed,
+        target=target,
+        sample=sample,
+        concurrency=concurrency,
+        repeat=repeat,
+        folder=artifacts.folder,
+    )
+    result = run_concurrent(
+        model_cls,
+        url=target,
+        seed=seed,
+        concurrency=concurrency,
+        repeat=repeat,
+        examples=examples,
+        time_budget=time_budget,
+        database=database,
+        retry_saved=not pinned,
+        write=writer,
+        progress=click.echo,
+    )
+    if result.failure is not None:
+        click.echo(failure_line(result.failure))
+        failed, runs = result.reproduced
+        size = result.failure.program.size
+        note = "flaky: it did not fail again when re-run; " if result.flaky else ""
+        shrunk = f", shrunk from {result.first_size}" if result.first_size else ""
+        click.echo(
+            f"  minimal parallel program ({size} operations{shrunk}; {note}"
+            f"failed {failed}/{runs} runs):"
+        )
+        for line in program_lines(result.failure):
+            click.echo(line)
+        click.echo(f"  timeline: {result.timeline_path}")
+        click.echo(f"  trace: {result.trace_path}")
+        click.echo(f"  replay: propworkload replay {result.trace_path}")
+    else:
+        click.echo(
+            f"INVARIANT PASS linearizable histories={result.runs} operations={result.operations}"
+        )
+    verdict = "passed" if result.passed else "failed"
+    extra = f" stopped={result.stopped.replace(' ', '-')}" if result.stopped else ""
+    click.echo(
+        f"SUMMARY {verdict} examples={result.examples} runs={result.runs} "
+        f"operations={result.operations} seconds={result.seconds:.1f}{extra}"
+    )
     return result.exit_code
 
 
@@ -237,6 +346,20 @@ def run(model: str, **options: Any) -> int:
     help="Write JUnit XML: one test case per invariant.",
 )
 @click.option("--fail-on-gap", is_flag=True, help="Coverage gaps fail the run (exit 1).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="K",
+    help="Explore K clients at once (models with @operation); one worker, no reports.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="With --concurrency: runs of each program.",
+)
 def explore(
     model: str,
     url: str | None,
@@ -251,6 +374,8 @@ def explore(
     report_json: Path | None,
     junit: Path | None,
     fail_on_gap: bool,
+    concurrency: int | None,
+    repeat: int,
 ) -> int:
     """Explore MODEL for a long time: every distinct failure, coverage, reports."""
     from ._console import fail_line, format_coverage, sequence_lines
@@ -268,6 +393,31 @@ def explore(
     pinned = seed is not None
     seed = fresh_seed() if seed is None else seed
     embedded = not (url or os.environ.get("APP_URL"))
+    if concurrency is not None:
+        if workers != 1 or fault_plan or report_json or junit or fail_on_gap:
+            raise InvalidOption(
+                "explore --concurrency runs one worker without faults or reports (yet): "
+                "drop --workers, --faults, --report-json, --junit and --fail-on-gap"
+            )
+        artifacts = Artifacts(notify=lambda message: click.echo(f"NOTE {message}"))
+        database_path = open_database(
+            database, default_folder=lambda: artifacts.folder() / "examples"
+        )
+        with resolve_target(url, model_cls) as target, _stop_on_signals():
+            return _execute_concurrent(
+                model_cls,
+                str(path),
+                target=target,
+                sample=model_cls.sample if embedded else None,
+                seed=seed,
+                pinned=pinned,
+                examples=examples if examples is not None else 10**9,
+                time_budget=budget,
+                database=database_path,
+                concurrency=concurrency,
+                repeat=repeat,
+                artifacts=artifacts,
+            )
     progress = Progress(budget=budget if examples is None else None)
     artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))
     try:
@@ -396,9 +546,9 @@ def explore(
 @click.option(
     "--repeat",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Replay N times and print reproduced k/N.",
+    default=None,
+    help="Replay N times and print reproduced k/N (default 1; for a concurrent trace, "
+    "the runs per program it was found with).",
 )
 @click.option(
     "--model",
@@ -415,7 +565,7 @@ def explore(
 def replay(
     trace_file: str,
     url: str | None,
-    repeat: int,
+    repeat: int | None,
     model_file: str | None,
     emit_pytest: Path | None,
 ) -> int:
@@ -431,6 +581,8 @@ def replay(
         raise InvalidTrace(
             f"{trace_file}: its model file {model_path} is missing; pass --model PATH"
         )
+    if emit_pytest is not None and trace.get("kind") == "concurrent":
+        raise InvalidOption("--emit-pytest does not write concurrent traces yet; replay them")
     if emit_pytest is not None:
         write_pytest(trace, Path(trace_file), model_path, emit_pytest)
         click.echo(
@@ -448,6 +600,9 @@ def replay(
         target, shown = None, f"embedded-{trace['sample']}-sample"
     else:
         target = shown = check_url(trace["target"], "the trace's target")
+    if trace.get("kind") == "concurrent":
+        return _replay_concurrent(trace, trace_file, model_cls, target, shown, repeat)
+    repeat = repeat or 1
     steps = len(trace["steps"])
     click.echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} steps={steps}")
     reproduced = failed = 0
@@ -478,6 +633,44 @@ def replay(
     if repeat > 1:
         click.echo(f"REPLAY reproduced {reproduced}/{repeat}")
     return 1 if failed else 0
+
+
+def _replay_concurrent(
+    trace: dict[str, Any],
+    trace_file: str,
+    model_cls: type[Model],
+    target: str | None,
+    shown: str,
+    repeat: int | None,
+) -> int:
+    from ._concurrent import Program, execute_program, failure_line
+    from ._engine import probe
+    from ._runtime import RunState
+
+    try:
+        program = Program.from_json(trace["program"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidTrace(f"{trace_file}: the concurrent program is malformed ({exc})") from None
+    runs = repeat or int(trace.get("repeat") or 1)
+    click.echo(
+        f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} "
+        f"operations={program.size} clients={len(program.branches)} runs={runs}"
+    )
+    import httpx
+
+    reproduced = 0
+    with resolve_target(target, model_cls) as url, _stop_on_signals():
+        probe(url)
+        with httpx.HTTPTransport(retries=0) as transport:
+            state = RunState(url=url, transport=transport)
+            state.answered()
+            for number in range(1, runs + 1):
+                outcome = execute_program(model_cls, program, state)
+                reproduced += outcome.failed
+                verdict = failure_line(outcome) if outcome.failed else "linearizable"
+                click.echo(f"run {number}/{runs}: {verdict}")
+    click.echo(f"REPLAY reproduced {reproduced}/{runs}")
+    return 1 if reproduced else 0
 
 
 @cli.command()
@@ -518,7 +711,7 @@ def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
     if list_bugs:
         width = max(len(bug.name) for bug in module.BUGS)
         for bug in module.BUGS:
-            needs = f" (needs --faults {','.join(bug.faults)})" if bug.faults else ""
+            needs = f" (needs {' '.join(bug.run_options())})" if bug.run_options() else ""
             click.echo(f"{bug.name.ljust(width)}  {bug.description}{needs}")
         return 0
     chosen = validate_bugs(module, bugs)

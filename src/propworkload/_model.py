@@ -94,8 +94,20 @@ class Model(stateful.RuleBasedStateMachine):
     #: from failure values, so they never reach a trace or the console.
     redact_fields: ClassVar[frozenset[str]] = DEFAULT_REDACT_FIELDS
 
+    #: Concurrent mode (``--concurrency K``, see :func:`propworkload.operation`): makes
+    #: the reference model's initial state (e.g. an ``attrs.frozen`` class).
+    model_state: ClassVar[Callable[[], Any] | None] = None
+    #: Concurrent mode: operations (without arguments) run after all clients are done,
+    #: to observe the final state.
+    final_operations: ClassVar[tuple[str, ...]] = ()
+    #: Concurrent mode: ``partition(op)`` names the independent part (key, customer) of
+    #: a history an operation belongs to; each part is checked alone. None: one part.
+    partition: ClassVar[Callable[..., Any] | None] = None
+
     tenant: str
     http: httpx.Client
+    #: Concurrent mode: a dict the clients of one run share (ids they learned).
+    shared: dict[str, Any]
     _pw_markers: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -136,6 +148,34 @@ class Model(stateful.RuleBasedStateMachine):
             raise StopRun(
                 "setup", SetupFailed(f"{type(self).__name__}.reset() failed: {_describe(exc)}")
             ) from exc
+
+    @classmethod
+    def _pw_client(
+        cls, run: RunState, tenant: str, shared: dict[str, Any]
+    ) -> tuple[Model, ExampleRecord]:
+        """One client of a concurrent run: an instance with ``http``, ``tenant`` and
+        ``shared`` (no Hypothesis state: operations are plain methods)."""
+        client = cls.__new__(cls)
+        record = ExampleRecord(number=0, tenant=tenant)
+        client._pw_run = run
+        client._pw_example = record
+        client._pw_finished = True
+        client.tenant = tenant
+        client.shared = shared
+        client.http = httpx.Client(
+            base_url=run.url,
+            transport=RecordingTransport(
+                run.transport,
+                record,
+                redact=cls.redact_fields,
+                on_answer=run.answered,
+                on_connect_error=run.connect_failed,
+            ),
+            timeout=httpx.Timeout(cls.http_timeout),
+            trust_env=False,
+            headers={"user-agent": "propworkload"},
+        )
+        return client, record
 
     @classmethod
     def model_name(cls) -> str:

@@ -26,4 +26,7 @@ class Bug:
 
     def run_options(self) -> list[str]:
         """The ``propworkload run`` options that let the search find this bug."""
-        return ["--faults", ",".join(self.faults)] if self.faults else []
+        options = ["--faults", ",".join(self.faults)] if self.faults else []
+        if "concurrency" in self.needs:
+            options += ["--concurrency", "3"]
+        return options

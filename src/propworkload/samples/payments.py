@@ -27,6 +27,7 @@ applied one at a time; every seeded bug is a logic error some sequence of calls 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -122,6 +123,23 @@ BUGS = (
         faults=("lost-response",),
     ),
     Bug(
+        name="race-same-key-double-charge",
+        description="the card is authorised between looking up the Idempotency-Key and "
+        "recording the charge, so two concurrent requests with a new key both charge",
+        invariant="linearizable",
+        minimal_steps=2,
+        needs=("concurrency",),
+    ),
+    Bug(
+        name="race-refund-lost-update",
+        description="a refund writes the refunded total it read before asking the "
+        "processor, so of two concurrent refunds one is lost from the charge (but not "
+        "from the balance)",
+        invariant="linearizable",
+        minimal_steps=3,
+        needs=("concurrency",),
+    ),
+    Bug(
         name="read-stale-refund",
         description="reading a charge serves it from a cache that refunds do not invalidate",
         invariant="read_your_writes",
@@ -130,6 +148,8 @@ BUGS = (
 )
 
 MAX_AMOUNT = 1_000_000
+#: Seconds the race bugs wait (for "the card processor") between reading and writing.
+RACE_WINDOW = 0.02
 
 _SCHEMA = """
 CREATE TABLE customers (
@@ -203,11 +223,14 @@ class _Store:
         ).fetchone()
         return row
 
-    def charge(self, customer: str, key: str, amount: int) -> tuple[dict[str, Any], bool]:
-        """The charge for ``key`` and whether it was created now."""
+    def charge(
+        self, customer: str, key: str, amount: int, *, looked_up: bool = False
+    ) -> tuple[dict[str, Any], bool]:
+        """The charge for ``key`` and whether it was created now. ``looked_up``: the
+        caller already found no charge for the key (race-same-key-double-charge)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            existing = self.find_by_key(customer, key)
+            existing = None if looked_up else self.find_by_key(customer, key)
             if existing is not None:
                 if "retry-credits-balance" in self.bugs:
                     self._credit(customer, existing["amount"])
@@ -259,11 +282,20 @@ class _Store:
             headers={"Idempotent-Replayed": "true"},
         )
 
-    def refund(self, charge_id: str, amount: int | None, key: str | None) -> JSONResponse:
+    def refund(
+        self,
+        charge_id: str,
+        amount: int | None,
+        key: str | None,
+        *,
+        snapshot: sqlite3.Row | None = None,
+    ) -> JSONResponse:
+        """Refund ``amount`` of the charge. ``snapshot``: the charge as the caller read
+        it earlier, to decide and write with (race-refund-lost-update)."""
         requested = amount
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            row = self.get(charge_id)
+            row = snapshot if snapshot is not None else self.get(charge_id)
             if row is None:
                 return _error(404, "no_such_charge", f"no charge {charge_id}")
             earlier = self._earlier_refund(row["seq"], key)
@@ -293,9 +325,18 @@ class _Store:
             if earlier is not None:  # only with lost-refund-retry-rejected
                 return self._replayed(charge_id, earlier, requested)
             refund_id = f"re_{secrets.token_hex(6)}"
-            self.db.execute(
-                "UPDATE charges SET refunded = refunded + ? WHERE seq = ?", (amount, row["seq"])
-            )
+            # With a snapshot the new total is computed from it: a lost update when another
+            # refund was written in between.
+            if snapshot is not None:
+                self.db.execute(
+                    "UPDATE charges SET refunded = ? WHERE seq = ?",
+                    (row["refunded"] + amount, row["seq"]),
+                )
+            else:
+                self.db.execute(
+                    "UPDATE charges SET refunded = refunded + ? WHERE seq = ?",
+                    (amount, row["seq"]),
+                )
             self.db.execute(
                 "INSERT INTO refunds (id, charge_seq, amount, idempotency_key, requested) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -377,7 +418,14 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         if isinstance(amount, JSONResponse):
             return amount
         assert amount is not None
-        charge, created = store.charge(request.path_params["customer"], key, amount)
+        customer = request.path_params["customer"]
+        if "race-same-key-double-charge" in store.bugs and store.find_by_key(customer, key) is None:
+            # Authorise the card before recording the key: a second request with the same
+            # key arriving meanwhile finds no charge either.
+            await asyncio.sleep(RACE_WINDOW)
+            charge, created = store.charge(customer, key, amount, looked_up=True)
+        else:
+            charge, created = store.charge(customer, key, amount)
         if created:
             return JSONResponse(charge, status_code=201)
         return JSONResponse(charge, status_code=200, headers={"Idempotent-Replayed": "true"})
@@ -390,7 +438,14 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         if isinstance(amount, JSONResponse):
             return amount
         key = request.headers.get("idempotency-key") or None
-        return store.refund(request.path_params["charge_id"], amount, key)
+        charge_id = request.path_params["charge_id"]
+        if "race-refund-lost-update" in store.bugs:
+            # Read the charge, ask the processor, then write what was read plus the refund.
+            snapshot = store.get(charge_id)
+            await asyncio.sleep(RACE_WINDOW)
+            if snapshot is not None:
+                return store.refund(charge_id, amount, key, snapshot=snapshot)
+        return store.refund(charge_id, amount, key)
 
     async def read_charge(request: Request) -> JSONResponse:
         charge = store.read(request.path_params["charge_id"])
