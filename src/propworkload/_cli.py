@@ -224,6 +224,7 @@ def _execute_concurrent(
     concurrency: int,
     repeat: int,
     artifacts: Artifacts,
+    progress_every: float | None = None,
 ) -> int:
     from ._concurrent import ConcurrentWriter, failure_line, program_lines, run_concurrent
     from ._engine import probe
@@ -255,6 +256,7 @@ def _execute_concurrent(
         retry_saved=not pinned,
         write=writer,
         progress=click.echo,
+        progress_every=progress_every,
     )
     if result.failure is not None:
         click.echo(failure_line(result.failure))
@@ -417,6 +419,7 @@ def explore(
                 concurrency=concurrency,
                 repeat=repeat,
                 artifacts=artifacts,
+                progress_every=5.0,
             )
     progress = Progress(budget=budget if examples is None else None)
     artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))

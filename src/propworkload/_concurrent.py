@@ -312,6 +312,7 @@ def run_concurrent(
     retry_saved: bool = True,
     write: Callable[[ProgramRun, ConcurrentResult | None], tuple[Path, Path]] | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    progress_every: float | None = None,
 ) -> ConcurrentResult:
     """Search for a program whose history is not linearizable; shrink it."""
     if model_cls.model_state is None:
@@ -330,6 +331,7 @@ def run_concurrent(
     counts = {"examples": 0, "runs": 0, "operations": 0}
     found: dict[str, Any] = {"first": None, "best": None, "last": None, "paths": None}
     stopped: list[str] = []
+    last_progress = [started]
 
     def test(program: Program) -> None:
         deadline = hard_deadline if found["first"] else generate_deadline
@@ -337,6 +339,14 @@ def run_concurrent(
             stopped.append("time budget")
             raise StopRun("time budget")
         counts["examples"] += 1
+        now = time.perf_counter()
+        if progress_every is not None and now - last_progress[0] >= progress_every:
+            last_progress[0] = now
+            progress(
+                f"PROGRESS examples={counts['examples']} runs={counts['runs']} "
+                f"operations={counts['operations']} failures={int(found['first'] is not None)} "
+                f"elapsed={now - started:.0f}s remaining={max(0.0, hard_deadline - now):.0f}s"
+            )
         failing: ProgramRun | None = None
         failures = 0
         for _ in range(repeat):
