@@ -132,9 +132,8 @@ def _run_options(command: F) -> F:
         click.option(
             "--repeat",
             type=click.IntRange(min=1),
-            default=3,
-            show_default=True,
-            help="With --concurrency: runs of each program (scheduling differs).",
+            default=None,
+            help="With --concurrency: runs of each program (scheduling differs)  [default: 3]",
         ),
     ]
     for option in reversed(options):
@@ -155,9 +154,12 @@ def _execute(
     faults: str,
     fault_rate: float | None,
     concurrency: int | None,
-    repeat: int,
+    repeat: int | None,
 ) -> int:
     from ._console import ConsoleReporter
+
+    if repeat is not None and concurrency is None:
+        raise InvalidOption("--repeat needs --concurrency: it is the runs of each program")
 
     console = ConsoleReporter()
     pinned = seed is not None
@@ -180,7 +182,7 @@ def _execute(
                 time_budget=time_budget,
                 database=failures_db,
                 concurrency=concurrency,
-                repeat=repeat,
+                repeat=repeat or 3,
                 artifacts=artifacts,
             )
     with resolve_target(url, model_cls) as target, _stop_on_signals():
@@ -274,8 +276,10 @@ def _execute_concurrent(
         click.echo(f"  trace: {result.trace_path}")
         click.echo(f"  replay: propworkload replay {result.trace_path}")
     else:
+        unchecked = f" unchecked={result.unchecked}" if result.unchecked else ""
         click.echo(
-            f"INVARIANT PASS linearizable histories={result.runs} operations={result.operations}"
+            f"INVARIANT PASS linearizable histories={result.runs} "
+            f"operations={result.operations}{unchecked}"
         )
     verdict = "passed" if result.passed else "failed"
     extra = f" stopped={result.stopped.replace(' ', '-')}" if result.stopped else ""
@@ -648,13 +652,24 @@ def _replay_concurrent(
 ) -> int:
     from ._concurrent import Program, execute_program, failure_line
     from ._engine import probe
+    from ._operations import operations_of
     from ._runtime import RunState
 
     try:
         program = Program.from_json(trace["program"])
+        recorded = int(trace.get("repeat") or 1)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidTrace(f"{trace_file}: the concurrent program is malformed ({exc})") from None
-    runs = repeat or int(trace.get("repeat") or 1)
+    known = operations_of(model_cls)
+    used = {
+        name for branch in (program.prefix, *program.branches, program.final) for name, _ in branch
+    }
+    if used - set(known):
+        raise InvalidTrace(
+            f"{trace_file}: the trace runs operation {sorted(used - set(known))[0]!r}, which "
+            f"{model_cls.__name__} does not have (was the model changed?)"
+        )
+    runs = repeat or max(1, recorded)
     click.echo(
         f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} "
         f"operations={program.size} clients={len(program.branches)} runs={runs}"

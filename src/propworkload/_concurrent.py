@@ -164,7 +164,16 @@ class _Spec:
         transition = self._operations[name].transition
         assert transition is not None
         output = UNKNOWN if op.unknown else op.output
-        return transition(state, output, **arguments)
+        try:
+            return transition(state, output, **arguments)
+        except Exception as exc:
+            raise StopRun(
+                "model",
+                InvalidModel(
+                    f"the model transition of {name} raised {type(exc).__name__}: {exc} "
+                    f"(on output {output!r})"
+                ),
+            ) from exc
 
 
 def _clients(
@@ -207,20 +216,27 @@ def execute_program(
         barrier = threading.Barrier(max(1, sum(1 for b in program.branches if b)))
         results: list[list[Call]] = [[] for _ in program.branches]
 
+        raised: list[BaseException] = []
+
         def branch(i: int) -> None:
             if not program.branches[i]:
                 return
             client, branch_record = clients[i + 1]
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=30)
-            for op in program.branches[i]:
-                results[i].append(_perform(client, branch_record, i + 1, op, started))
+            try:
+                for op in program.branches[i]:
+                    results[i].append(_perform(client, branch_record, i + 1, op, started))
+            except BaseException as exc:  # a stop (target gone) or a bug: the main thread
+                raised.append(exc)  # raises it after the join
 
         threads = [threading.Thread(target=branch, args=(i,)) for i in range(len(program.branches))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        if raised:
+            raise raised[0]
         for calls in results:
             history += calls
         history += [_perform(first, record, 0, op, started) for op in program.final]
@@ -230,7 +246,13 @@ def execute_program(
     errors = [c for c in history if c.error is not None and c.ret is not None]
     operations = [
         HistoryOp(
-            client=c.client, input=(c.name, c.arguments), call=c.call, ret=c.ret, output=c.output
+            client=c.client,
+            input=(c.name, c.arguments),
+            call=c.call,
+            # A call that raised (not a transport error) observed nothing the model can
+            # use: its outcome is unknown to the checker; the run reports the error.
+            ret=None if c.error is not None else c.ret,
+            output=c.output,
         )
         for c in history
     ]
@@ -284,6 +306,8 @@ class ConcurrentResult:
     runs: int
     operations: int
     seconds: float
+    #: Runs whose check timed out (verdict unknown): neither passed nor failed.
+    unchecked: int = 0
     failure: ProgramRun | None = None
     first_size: int = 0
     reproduced: tuple[int, int] = (0, 0)
@@ -328,7 +352,7 @@ def run_concurrent(
     run.answered()
     generate_deadline = started + 0.7 * time_budget
     hard_deadline = started + time_budget
-    counts = {"examples": 0, "runs": 0, "operations": 0}
+    counts = {"examples": 0, "runs": 0, "operations": 0, "unchecked": 0}
     found: dict[str, Any] = {"first": None, "best": None, "last": None, "paths": None}
     stopped: list[str] = []
     last_progress = [started]
@@ -353,6 +377,7 @@ def run_concurrent(
             outcome = execute_program(model_cls, program, run)
             counts["runs"] += 1
             counts["operations"] += len(outcome.history)
+            counts["unchecked"] += outcome.result.verdict == "unknown"
             if outcome.failed:
                 failures += 1
                 failing = failing or outcome
@@ -362,7 +387,7 @@ def run_concurrent(
         if found["first"] is None:
             found["first"] = failing
             progress(
-                f"FOUND linearizable in example {counts['examples']} "
+                f"FOUND not linearizable in example {counts['examples']} "
                 f"({program.size} operations); shrinking"
             )
             if write is not None:
@@ -387,7 +412,10 @@ def run_concurrent(
     )(given(_programs(model_cls, concurrency))(test))
     hypothesis.seed(seed)(wrapped)
     wrapped._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
-        f"propworkload:{model_cls.model_name()}:{model_cls.__qualname__}:concurrent".encode()
+        (
+            f"propworkload:{model_cls.model_name()}:{model_cls.__qualname__}:"
+            f"concurrent={concurrency}"
+        ).encode()
     )
     flaky = False
     try:
@@ -416,6 +444,7 @@ def run_concurrent(
         examples=counts["examples"],
         runs=counts["runs"],
         operations=counts["operations"],
+        unchecked=counts["unchecked"],
         seconds=time.perf_counter() - started,
         failure=failure,
         first_size=found["first"].program.size if found["first"] else 0,
@@ -433,7 +462,13 @@ def timeline_html(model_cls: type[Model], outcome: ProgramRun) -> str:
     """The HTML timeline of one run of a program."""
     history = [
         HistoryOp(
-            client=c.client, input=(c.name, c.arguments), call=c.call, ret=c.ret, output=c.output
+            client=c.client,
+            input=(c.name, c.arguments),
+            call=c.call,
+            # A call that raised (not a transport error) observed nothing the model can
+            # use: its outcome is unknown to the checker; the run reports the error.
+            ret=None if c.error is not None else c.ret,
+            output=c.output,
         )
         for c in outcome.history
     ]

@@ -22,7 +22,9 @@ API (JSON bodies)::
 A charge is ``{"id", "customer", "idempotency_key", "amount", "refunded", "status"}``.
 
 Handlers are ``async`` and never await between reading and writing, so requests are
-applied one at a time; every seeded bug is a logic error some sequence of calls reveals.
+applied one at a time, except with the ``race-...`` bugs, which wait (for "the card
+processor") between reading and writing, as real services do; the other bugs are logic
+errors some sequence of calls reveals, with faults for ``lost-...``/``deliver-...``.
 """
 
 from __future__ import annotations
