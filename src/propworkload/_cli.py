@@ -227,6 +227,7 @@ def _execute_concurrent(
     repeat: int,
     artifacts: Artifacts,
     progress_every: float | None = None,
+    generate_share: float = 0.7,
 ) -> int:
     from ._concurrent import ConcurrentWriter, failure_line, program_lines, run_concurrent
     from ._engine import probe
@@ -259,6 +260,7 @@ def _execute_concurrent(
         write=writer,
         progress=click.echo,
         progress_every=progress_every,
+        generate_share=generate_share,
     )
     if result.failure is not None:
         click.echo(failure_line(result.failure))
@@ -424,6 +426,8 @@ def explore(
                 repeat=repeat,
                 artifacts=artifacts,
                 progress_every=5.0,
+                # Long runs: search for 90% of the budget, keep the rest for shrinking.
+                generate_share=0.9,
             )
     progress = Progress(budget=budget if examples is None else None)
     artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))

@@ -337,6 +337,7 @@ def run_concurrent(
     write: Callable[[ProgramRun, ConcurrentResult | None], tuple[Path, Path]] | None = None,
     progress: Callable[[str], None] = lambda line: None,
     progress_every: float | None = None,
+    generate_share: float = 0.7,
 ) -> ConcurrentResult:
     """Search for a program whose history is not linearizable; shrink it."""
     if model_cls.model_state is None:
@@ -350,7 +351,7 @@ def run_concurrent(
     transport = httpx.HTTPTransport(retries=0)
     run = RunState(url=url, transport=transport)
     run.answered()
-    generate_deadline = started + 0.7 * time_budget
+    generate_deadline = started + generate_share * time_budget
     hard_deadline = started + time_budget
     counts = {"examples": 0, "runs": 0, "operations": 0, "unchecked": 0}
     found: dict[str, Any] = {"first": None, "best": None, "last": None, "paths": None}
