@@ -205,6 +205,19 @@ class Payments(Model):
     @rule(key=keys, amount=st.none() | st.integers(min_value=1, max_value=1000))
     def refund(self, key: str, amount: int | None) -> None:
         """Refund ``amount`` of the charge, or all that remains of it when None."""
+        self._refund(key, amount)
+
+    @rule(key=keys)
+    def refund_rest(self, key: str) -> None:
+        """A partial refund of exactly what remains (the boundary a limit check can get
+        wrong), as a client that computed the rest itself sends it."""
+        remaining = self.ledgers.values(
+            lambda ledger: ledger.charges[key].remaining if key in ledger.charges else None
+        )
+        if len(remaining) == 1 and remaining[0]:
+            self._refund(key, remaining[0])
+
+    def _refund(self, key: str, amount: int | None) -> None:
         charge_id = self._known_id(key)
         if charge_id is None:
             return  # the charge's fate is unknown (a lost answer): nothing to refund yet

@@ -106,7 +106,7 @@ BUGS = (
         minimal_steps=2,
     ),
     Bug(
-        name="deliver-twice-refund",
+        name="duplicate-delivery-refunds-twice",
         description="a refund's Idempotency-Key is stored but never looked up, so a refund "
         "delivered twice (a duplicate, or a retry after a lost answer) is applied twice",
         invariant="balance_matches_model",
@@ -263,7 +263,7 @@ class _Store:
         return row
 
     def _earlier_refund(self, charge_seq: int, key: str | None) -> sqlite3.Row | None:
-        if key is None or "deliver-twice-refund" in self.bugs:
+        if key is None or "duplicate-delivery-refunds-twice" in self.bugs:
             return None
         row: sqlite3.Row | None = self.db.execute(
             "SELECT * FROM refunds WHERE charge_seq = ? AND idempotency_key = ?",
