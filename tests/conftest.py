@@ -56,6 +56,12 @@ def run_command(
     return Completed(code=proc.returncode, out=proc.stdout, err=proc.stderr)
 
 
+def payments_workload(url: str, tmp_path: Path, *args: str) -> Completed:
+    """Run the payments workload entry (as a simulator does) against ``url``."""
+    env = {"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path / "artifacts")}
+    return run_command([str(PAYMENTS_WORKLOAD), *args], env=env)
+
+
 @pytest.fixture
 def propworkload(tmp_path: Path) -> Callable[..., Completed]:
     """Run ``propworkload ARGS...``; artifacts go to a temporary folder."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PAYMENTS_MODEL, PAYMENTS_WORKLOAD, Completed, run_command
+from conftest import PAYMENTS_MODEL, Completed, payments_workload, run_command
 from propworkload._concurrent import Program, execute_program
 from propworkload._loader import load_model
 from propworkload._runtime import RunState
@@ -19,11 +19,6 @@ from propworkload.samples import payments as payments_sample
 
 Service = Callable[..., AbstractContextManager[str]]
 RACE_BUGS = [bug for bug in payments_sample.BUGS if "concurrency" in bug.needs]
-
-
-def _workload(url: str, tmp_path: Path, *args: str) -> Completed:
-    env = {"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path / "artifacts")}
-    return run_command([str(PAYMENTS_WORKLOAD), *args], env=env)
 
 
 def _path(result: Completed, label: str) -> Path:
@@ -43,7 +38,7 @@ def test_correct_service_is_linearizable_under_three_clients(
     payments: Service, tmp_path: Path
 ) -> None:
     with payments() as url:
-        result = _workload(url, tmp_path, "--concurrency", "3", "--seed", "1")
+        result = payments_workload(url, tmp_path, "--concurrency", "3", "--seed", "1")
     assert result.code == 0, result.out + result.err
     assert result.lines[0].endswith("concurrency=3")
     (passed,) = [line for line in result.lines if line.startswith("INVARIANT PASS")]
@@ -56,8 +51,8 @@ def test_race_bug_is_found_with_clients_at_once_and_not_one_at_a_time(
     bug: payments_sample.Bug, payments: Service, tmp_path: Path
 ) -> None:
     with payments(bug.name) as url:
-        found = _workload(url, tmp_path, "--seed", "1", *bug.run_options())
-        plain = _workload(url, tmp_path, "--seed", "1", "--examples", "60")
+        found = payments_workload(url, tmp_path, "--seed", "1", *bug.run_options())
+        plain = payments_workload(url, tmp_path, "--seed", "1", "--examples", "60")
         assert found.code == 1, found.out + found.err
         trace = _path(found, "trace")
         replayed = run_command(["-m", "propworkload", "replay", str(trace), "--url", url])

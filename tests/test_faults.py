@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import PAYMENTS_WORKLOAD, Completed, FlakyProxy, run_command
+from conftest import Completed, FlakyProxy, payments_workload, run_command
 from propworkload import Possible, TargetUnreachable
 from propworkload._faults import (
     EXTENSION,
@@ -180,11 +180,6 @@ def test_unknown_fault_kind_is_a_usage_error(propworkload: Callable[..., Complet
 FAULT_BUGS = [bug for bug in payments_sample.BUGS if bug.faults]
 
 
-def _workload(url: str, tmp_path: Path, *args: str) -> Completed:
-    env = {"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path / "artifacts")}
-    return run_command([str(PAYMENTS_WORKLOAD), *args], env=env)
-
-
 def _trace(result: Completed) -> dict[str, Any]:
     (line,) = [line for line in result.lines if line.startswith("  trace: ")]
     return dict(json.loads(Path(line.split("trace: ", 1)[1]).read_text()))
@@ -216,8 +211,8 @@ def test_fault_only_bug_is_found_with_faults_and_not_without(
     faults that reveal it, it is found, named, shrunk to its minimum with the one fault it
     needs shown in the sequence, and the trace replays it (the fault re-injected)."""
     with payments(bug.name) as url:
-        plain = _workload(url, tmp_path, "--seed", "1")
-        found = _workload(url, tmp_path, "--seed", "1", *bug.run_options())
+        plain = payments_workload(url, tmp_path, "--seed", "1")
+        found = payments_workload(url, tmp_path, "--seed", "1", *bug.run_options())
     assert plain.code == 0, plain.out + plain.err
     assert found.code == 1, found.out + found.err
     (fail,) = [line for line in found.lines if line.startswith("INVARIANT FAIL")]
@@ -242,7 +237,9 @@ def test_shrinking_keeps_only_the_fault_the_failure_needs(
     """Every kind of fault at a high rate while searching; the minimal sequence keeps
     just the one lost answer (or a reset that was delivered) the bug needs."""
     with payments("lost-refund-retry-rejected") as url:
-        found = _workload(url, tmp_path, "--seed", "2", "--faults", "all", "--fault-rate", "0.5")
+        found = payments_workload(
+            url, tmp_path, "--seed", "2", "--faults", "all", "--fault-rate", "0.5"
+        )
     assert found.code == 1, found.out + found.err
     trace = _trace(found)
     assert len(trace["steps"]) == 2
@@ -255,7 +252,7 @@ def test_emitted_regression_reinjects_the_faults(payments: Service, tmp_path: Pa
     """The pytest regression of a fault-found failure injects the same fault: it fails
     against the buggy service and passes against the fixed one."""
     with payments("lost-refund-retry-rejected") as url:
-        found = _workload(url, tmp_path, "--seed", "1", "--faults", "lost-response")
+        found = payments_workload(url, tmp_path, "--seed", "1", "--faults", "lost-response")
         assert found.code == 1, found.out + found.err
         (line,) = [line for line in found.lines if line.startswith("  trace: ")]
         test_file = tmp_path / "test_regression.py"
@@ -290,7 +287,7 @@ def test_correct_service_under_every_fault_has_no_false_alarm(
     payments: Service, tmp_path: Path
 ) -> None:
     with payments() as url:
-        result = _workload(url, tmp_path, "--faults", "all", "--examples", "100")
+        result = payments_workload(url, tmp_path, "--faults", "all", "--examples", "100")
     assert result.code == 0, result.out + result.err
     (summary,) = [line for line in result.lines if line.startswith("SUMMARY")]
     assert summary.startswith("SUMMARY passed")
@@ -304,7 +301,7 @@ def test_every_request_unanswered_is_still_no_false_alarm(
 ) -> None:
     """No request ever arrives: every outcome is unknown, nothing may be concluded."""
     with payments() as url:
-        result = _workload(
+        result = payments_workload(
             url,
             tmp_path,
             "--seed",
@@ -326,9 +323,13 @@ def test_failures_saved_with_faults_are_kept_apart_from_plain_runs(
     """A failure that needs a fault is not retried (and dropped) by a run without it."""
     database = str(tmp_path / "db")
     with payments("lost-refund-retry-rejected") as url:
-        found = _workload(url, tmp_path, "--faults", "lost-response", "--database", database)
-        plain = _workload(url, tmp_path, "--database", database)
-        again = _workload(url, tmp_path, "--faults", "lost-response", "--database", database)
+        found = payments_workload(
+            url, tmp_path, "--faults", "lost-response", "--database", database
+        )
+        plain = payments_workload(url, tmp_path, "--database", database)
+        again = payments_workload(
+            url, tmp_path, "--faults", "lost-response", "--database", database
+        )
     assert found.code == 1, found.out + found.err
     assert plain.code == 0 and "SAVED" not in plain.out, plain.out
     assert again.code == 1 and "saved-failures=1 reproduced=1" in again.out, again.out
@@ -345,7 +346,7 @@ def test_real_network_faults_are_unknown_outcomes_not_failures(
     read the service skip that check."""
     with payments() as url:
         proxy = flaky_proxy(url, every=6)
-        result = _workload(proxy.url, tmp_path, "--seed", "1", "--examples", "40")
+        result = payments_workload(proxy.url, tmp_path, "--seed", "1", "--examples", "40")
     assert result.code == 0, result.out + result.err
     assert proxy.cut > 20
     assert "Traceback" not in result.out + result.err
@@ -358,7 +359,7 @@ def test_a_service_that_can_never_be_observed_is_not_a_pass(
     (exit 3) instead of passing."""
     with payments() as url:
         proxy = flaky_proxy(url, every=1, spare=1)
-        result = _workload(proxy.url, tmp_path, "--seed", "1", "--examples", "10")
+        result = payments_workload(proxy.url, tmp_path, "--seed", "1", "--examples", "10")
     assert result.code == 3, result.out + result.err
     (line,) = result.err.strip().splitlines()
     assert "nothing was checked" in line or "no example could finish" in line

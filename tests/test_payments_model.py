@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, PAYMENTS_WORKLOAD, ROOT, Completed, mask_ids, run_command
+from conftest import (
+    PAYMENTS_MODEL,
+    PAYMENTS_WORKLOAD,
+    ROOT,
+    Completed,
+    mask_ids,
+    payments_workload,
+    run_command,
+)
 from propworkload._engine import RunConfig, run_model
 from propworkload._events import Event, ExampleFinished
 from propworkload._loader import load_model
@@ -30,16 +38,11 @@ INVARIANTS = {
 }
 
 
-def _workload(url: str, tmp_path: Path, *args: str) -> Completed:
-    env = {"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(tmp_path / "artifacts")}
-    return run_command([str(PAYMENTS_WORKLOAD), *args], env=env)
-
-
 @pytest.mark.slow
 def test_correct_service_passes_200_examples(payments: Service, tmp_path: Path) -> None:
     """No false alarm over 200 examples; every invariant is checked and passes."""
     with payments() as url:
-        result = _workload(url, tmp_path, "--examples", "200")
+        result = payments_workload(url, tmp_path, "--examples", "200")
     assert result.code == 0, result.out + result.err
     assert result.lines[0].startswith("SEED ")
     assert f"target={url}" in result.lines[0]
@@ -63,7 +66,7 @@ def test_seeded_bug_is_found_and_named(
 ) -> None:
     """Default settings find the bug: exit 1, its invariant named, shrunk to its minimum."""
     with payments(bug.name) as url:
-        result = _workload(url, tmp_path, "--seed", "1")
+        result = payments_workload(url, tmp_path, "--seed", "1")
     assert result.code == 1, result.out + result.err
     fail = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
     assert len(fail) == 1

@@ -112,6 +112,18 @@ class Call:
             answer = _short(self.output, 60)
         return f"{self.name}({args})", answer
 
+    def for_checker(self) -> HistoryOp:
+        """This call as the linearizability checker sees it. A call that raised (not a
+        transport error) observed nothing the model can use: its outcome is unknown to
+        the checker, and the run reports the error."""
+        return HistoryOp(
+            client=self.client,
+            input=(self.name, self.arguments),
+            call=self.call,
+            ret=None if self.error is not None else self.ret,
+            output=self.output,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "client": self.client,
@@ -244,18 +256,7 @@ def execute_program(
         for client, _ in clients:
             client.http.close()
     errors = [c for c in history if c.error is not None and c.ret is not None]
-    operations = [
-        HistoryOp(
-            client=c.client,
-            input=(c.name, c.arguments),
-            call=c.call,
-            # A call that raised (not a transport error) observed nothing the model can
-            # use: its outcome is unknown to the checker; the run reports the error.
-            ret=None if c.error is not None else c.ret,
-            output=c.output,
-        )
-        for c in history
-    ]
+    operations = [c.for_checker() for c in history]
     result = check_operations(
         _Spec(model_cls), operations, partition=model_cls.partition, timeout=check_timeout
     )
@@ -461,18 +462,7 @@ def run_concurrent(
 
 def timeline_html(model_cls: type[Model], outcome: ProgramRun) -> str:
     """The HTML timeline of one run of a program."""
-    history = [
-        HistoryOp(
-            client=c.client,
-            input=(c.name, c.arguments),
-            call=c.call,
-            # A call that raised (not a transport error) observed nothing the model can
-            # use: its outcome is unknown to the checker; the run reports the error.
-            ret=None if c.error is not None else c.ret,
-            output=c.output,
-        )
-        for c in outcome.history
-    ]
+    history = [c.for_checker() for c in outcome.history]
     by_op = {id(op): call for op, call in zip(history, outcome.history, strict=True)}
     return render_timeline(
         history,

@@ -127,19 +127,7 @@ class Model(stateful.RuleBasedStateMachine):
         choose = run.fault_chooser()
         if choose is not None:
             inner = FaultTransport(inner, _rules_only(record, choose))
-        self.http = httpx.Client(
-            base_url=run.url,
-            transport=RecordingTransport(
-                inner,
-                record,
-                redact=self.redact_fields,
-                on_answer=run.answered,
-                on_connect_error=run.connect_failed,
-            ),
-            timeout=httpx.Timeout(self.http_timeout),
-            trust_env=False,
-            headers={"user-agent": "propworkload"},
-        )
+        self.http = self._pw_http(run, record, inner)
         try:
             self.reset()
         except _CONNECT_ERRORS as exc:
@@ -162,10 +150,18 @@ class Model(stateful.RuleBasedStateMachine):
         client._pw_finished = True
         client.tenant = tenant
         client.shared = shared
-        client.http = httpx.Client(
+        client.http = cls._pw_http(run, record, run.transport)
+        return client, record
+
+    @classmethod
+    def _pw_http(
+        cls, run: RunState, record: ExampleRecord, inner: httpx.BaseTransport
+    ) -> httpx.Client:
+        """A client on the target that records its exchanges into ``record``."""
+        return httpx.Client(
             base_url=run.url,
             transport=RecordingTransport(
-                run.transport,
+                inner,
                 record,
                 redact=cls.redact_fields,
                 on_answer=run.answered,
@@ -175,7 +171,6 @@ class Model(stateful.RuleBasedStateMachine):
             trust_env=False,
             headers={"user-agent": "propworkload"},
         )
-        return client, record
 
     @classmethod
     def model_name(cls) -> str:
