@@ -15,6 +15,7 @@ API (JSON bodies)::
     GET  /charges/{id}                      the charge
     GET  /customers/{customer}/charges      {"data": [charges, oldest first]}
     GET  /customers/{customer}/balance      {"customer", "balance"}: charged minus refunded
+    GET  /openapi.json                      this API as an OpenAPI 3.0 document
     GET  /_stats/requests                   {"requests": {"POST /path key": n}}: how many
                                             requests the service received, by method, path
                                             and Idempotency-Key (the tests' ground truth)
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 from collections import Counter
@@ -45,7 +47,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._bugs import Bug
 
-__all__ = ["BUGS", "DESCRIPTION", "create_app"]
+__all__ = ["BUGS", "DESCRIPTION", "OPENAPI", "create_app"]
 
 DESCRIPTION = "charges with idempotency keys, partial and full refunds, a customer balance"
 
@@ -179,6 +181,167 @@ CREATE TABLE refunds (
 );
 CREATE INDEX refunds_by_key ON refunds (charge_seq, idempotency_key);
 """
+
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+}
+_CHARGE = {
+    "type": "object",
+    "required": ["id", "customer", "idempotency_key", "amount", "refunded", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "customer": {"type": "string"},
+        "idempotency_key": {"type": "string"},
+        "amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
+        "refunded": {"type": "integer", "minimum": 0},
+        "status": {"type": "string", "enum": ["succeeded", "partially_refunded", "refunded"]},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+#: Idempotency keys: 1 to 255 printable ASCII characters, no spaces (as Stripe's).
+_KEY = re.compile(r"[!-~]{1,255}")
+_KEY_RULE = "an Idempotency-Key is 1 to 255 printable ASCII characters without spaces"
+_KEY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+}
+_CHARGE_LINKS = {
+    "RefundCharge": {
+        "operationId": "createRefund",
+        "parameters": {"charge_id": "$response.body#/id"},
+    },
+    "ReadCharge": {"operationId": "readCharge", "parameters": {"charge_id": "$response.body#/id"}},
+    "ListCharges": {
+        "operationId": "listCharges",
+        "parameters": {"customer": "$response.body#/customer"},
+    },
+    "Balance": {"operationId": "balance", "parameters": {"customer": "$response.body#/customer"}},
+}
+_AMOUNT = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT}
+_AMOUNT_BODY = {"type": "object", "properties": {"amount": _AMOUNT}}
+
+#: The API as an OpenAPI 3.0 document (served at ``/openapi.json``), with links from a
+#: new charge to the operations that take its id, for tools that chain calls.
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "payments (propworkload sample service)", "version": "1.0"},
+    "paths": {
+        "/customers/{customer}/charges": {
+            "parameters": [_path_param("customer")],
+            "post": {
+                "operationId": "createCharge",
+                "parameters": [{**_KEY_HEADER, "required": True}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {**_AMOUNT_BODY, "required": ["amount"]}}
+                    },
+                },
+                "responses": {
+                    "201": _json(_CHARGE, "the new charge", links=_CHARGE_LINKS),
+                    "200": _json(_CHARGE, "the charge made earlier with this key"),
+                    "400": _json(_ERROR, "no Idempotency-Key, or not a JSON object"),
+                    "422": _json(_ERROR, "invalid amount"),
+                },
+            },
+            "get": {
+                "operationId": "listCharges",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["data"],
+                            "properties": {"data": {"type": "array", "items": _CHARGE}},
+                        },
+                        "the customer's charges, oldest first",
+                    )
+                },
+            },
+        },
+        "/customers/{customer}/balance": {
+            "parameters": [_path_param("customer")],
+            "get": {
+                "operationId": "balance",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["customer", "balance"],
+                            "properties": {
+                                "customer": {"type": "string"},
+                                "balance": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "charged minus refunded",
+                    )
+                },
+            },
+        },
+        "/charges/{charge_id}": {
+            "parameters": [_path_param("charge_id")],
+            "get": {
+                "operationId": "readCharge",
+                "responses": {
+                    "200": _json(_CHARGE, "the charge"),
+                    "404": _json(_ERROR, "no such charge"),
+                },
+            },
+        },
+        "/charges/{charge_id}/refunds": {
+            "parameters": [_path_param("charge_id")],
+            "post": {
+                "operationId": "createRefund",
+                "parameters": [_KEY_HEADER],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                # No amount (or null): refund all that remains.
+                                "properties": {"amount": {**_AMOUNT, "nullable": True}},
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["id", "charge", "amount"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "charge": {"type": "string"},
+                                "amount": {"type": "integer", "minimum": 1},
+                            },
+                        },
+                        "the refund (or the earlier one with this key)",
+                    ),
+                    "400": _json(_ERROR, "not a JSON object"),
+                    "404": _json(_ERROR, "no such charge"),
+                    "409": _json(_ERROR, "more than remains, already refunded, or key reused"),
+                    "422": _json(_ERROR, "invalid amount"),
+                },
+            },
+        },
+    },
+}
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -413,6 +576,8 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         key = request.headers.get("idempotency-key")
         if not key:
             return _error(400, "missing_idempotency_key", "send an Idempotency-Key header")
+        if not _KEY.fullmatch(key):
+            return _error(400, "invalid_idempotency_key", _KEY_RULE)
         body = await _json_body(request)
         if body is None:
             return _error(400, "invalid_json", "the body must be a JSON object")
@@ -439,7 +604,9 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         amount = _amount(body, required=False)
         if isinstance(amount, JSONResponse):
             return amount
-        key = request.headers.get("idempotency-key") or None
+        key = request.headers.get("idempotency-key")
+        if key is not None and not _KEY.fullmatch(key):
+            return _error(400, "invalid_idempotency_key", _KEY_RULE)
         charge_id = request.path_params["charge_id"]
         if "race-refund-lost-update" in store.bugs:
             # Read the charge, ask the processor, then write what was read plus the refund.
@@ -448,6 +615,12 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
             if snapshot is not None:
                 return store.refund(charge_id, amount, key, snapshot=snapshot)
         return store.refund(charge_id, amount, key)
+
+    async def charges(request: Request) -> JSONResponse:
+        # One route for both methods, so that a 405 lists both in its Allow header.
+        if request.method == "POST":
+            return await create_charge(request)
+        return await list_charges(request)
 
     async def read_charge(request: Request) -> JSONResponse:
         charge = store.read(request.path_params["charge_id"])
@@ -462,6 +635,9 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         customer = request.path_params["customer"]
         return JSONResponse({"customer": customer, "balance": store.balance(customer)})
 
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(OPENAPI)
+
     async def request_counts(request: Request) -> JSONResponse:
         return JSONResponse({"requests": dict(received)})
 
@@ -469,8 +645,8 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         routes=[
             Route("/_stats/requests", request_counts),
             Route("/", index),
-            Route("/customers/{customer}/charges", create_charge, methods=["POST"]),
-            Route("/customers/{customer}/charges", list_charges, methods=["GET"]),
+            Route("/openapi.json", openapi),
+            Route("/customers/{customer}/charges", charges, methods=["GET", "POST"]),
             Route("/customers/{customer}/balance", balance),
             Route("/charges/{charge_id}/refunds", create_refund, methods=["POST"]),
             Route("/charges/{charge_id}", read_charge),
