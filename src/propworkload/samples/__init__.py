@@ -16,7 +16,7 @@ from ._bugs import Bug
 __all__ = ["SAMPLES", "Bug", "load_sample", "validate_bugs"]
 
 #: Names of the sample services, each a module of this package.
-SAMPLES = ("payments",)
+SAMPLES = ("payments", "signup", "jobs", "sync", "checkout")
 
 
 def load_sample(name: str) -> ModuleType:
