@@ -281,6 +281,16 @@ class Payments(Model):
         )
         self.ledgers = self.ledgers.where(lambda ledger: ledger.charges[key].view() == actual)
 
+    @rule(key=keys)
+    def refund_half(self, key: str) -> None:
+        """A partial refund of half of what remains (a returned part of an order): a
+        refund the charge can take twice, so one delivered twice must count once."""
+        remaining = self.ledgers.values(
+            lambda ledger: ledger.charges[key].remaining if key in ledger.charges else None
+        )
+        if len(remaining) == 1 and remaining[0] and remaining[0] >= 2:
+            self._refund(key, remaining[0] // 2)
+
     @invariant()
     def service_matches_model(self) -> None:
         listed = _expect(self.http.get(f"/customers/{self.tenant}/charges"), 200).json()["data"]

@@ -362,7 +362,12 @@ def test_a_service_that_can_never_be_observed_is_not_a_pass(
         result = payments_workload(proxy.url, tmp_path, "--seed", "1", "--examples", "10")
     assert result.code == 3, result.out + result.err
     (line,) = result.err.strip().splitlines()
-    assert "nothing was checked" in line or "no example could finish" in line
+    # Which of the three reasons comes first depends on timing: on a loaded machine the
+    # run may pass 10 s without an answer and stop as unreachable.
+    assert any(
+        reason in line
+        for reason in ("nothing was checked", "no example could finish", "cannot reach")
+    ), line
 
 
 UNHANDLED = """

@@ -94,10 +94,10 @@ def test_retry_bug_minimal_sequence_line_for_line(
     start = next(i for i, line in enumerate(lines) if line.startswith("INVARIANT FAIL"))
     assert lines[start : start + 5] == [
         "INVARIANT FAIL charged_once expected=1 actual=2 customer=cus_* key=k0 step=3",
-        "  minimal sequence (3 steps, shrunk from 4):",
-        "    1. k0 = charge(amount=1) -> 201 ch_*",
-        "    2. refund_rest(key=k0)   -> 201 re_*",
-        "    3. retry_charge(key=k0)  -> 201 ch_*",
+        "  minimal sequence (3 steps, shrunk from 6):",
+        "    1. k0 = charge(amount=1)       -> 201 ch_*",
+        "    2. refund(key=k0, amount=None) -> 201 re_*",
+        "    3. retry_charge(key=k0)        -> 201 ch_*",
     ]
     assert lines[start + 5].startswith("  trace: ")
     assert lines[start + 6].startswith("  replay: propworkload replay ")

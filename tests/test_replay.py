@@ -105,7 +105,7 @@ def test_emitted_pytest_fails_on_the_bug_and_passes_when_fixed(
     assert emitted.code == 0, emitted.out + emitted.err
     source = test_file.read_text()
     assert "        k0 = run.charge(amount=1)\n" in source
-    assert "        run.refund_rest(key=k0)\n" in source
+    assert "        run.refund(key=k0, amount=None)\n" in source
     assert "        run.retry_charge(key=k0)\n" in source
     pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)]
     with payments("retry-after-refund") as url:
