@@ -200,7 +200,7 @@ def write_results(rows: list[dict[str, Any]], chosen: list[tuple[str, Bug]], see
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--only", help="SERVICE or SERVICE/BUG")
+    parser.add_argument("--only", help="SERVICE or SERVICE/BUG, comma-separated")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--merge", action="store_true", help="keep the results file's runs of other services"
@@ -209,13 +209,14 @@ def main() -> int:
     schemathesis_command()
     chosen: list[tuple[str, Bug]] = []
     rows: list[dict[str, Any]] = []
+    wanted = None if args.only is None else set(args.only.split(","))
     for service in SAMPLES:
-        if args.only is not None and args.only.split("/")[0] != service:
+        if wanted is not None and not any(w.split("/")[0] == service for w in wanted):
             continue
         bugs = [
             bug
             for bug in load_sample(service).BUGS
-            if args.only in (None, service, f"{service}/{bug.name}")
+            if wanted is None or wanted & {service, f"{service}/{bug.name}"}
         ]
         chosen += [(service, bug) for bug in bugs]
         rows += bench_service(service, bugs, args.seeds)
