@@ -85,3 +85,17 @@ def test_time_budget_ends_the_search(
     assert summary.startswith("SUMMARY passed") and summary.endswith("stopped=time-budget")
     examples = int(summary.split("examples=")[1].split()[0])
     assert 0 < examples < 100000
+
+
+def test_the_tls_context_is_made_once_and_verifies() -> None:
+    """Runs, probes and replays share one TLS context per ``trust_env`` (making one reads
+    the CA bundle), and it is httpx's verifying default."""
+    import ssl
+
+    from propworkload._engine import ssl_context
+
+    assert ssl_context() is ssl_context()
+    assert ssl_context(trust_env=False) is ssl_context(trust_env=False)
+    assert ssl_context(trust_env=False) is not ssl_context()
+    for context in (ssl_context(), ssl_context(trust_env=False)):
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

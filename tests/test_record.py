@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import httpx
 
-from propworkload._record import BODY_LIMIT, ExampleRecord, RecordingTransport, redact_headers
+from propworkload._record import (
+    BODY_LIMIT,
+    ExampleRecord,
+    RecordingTransport,
+    _recorded_headers,
+    redact_headers,
+)
 
 
 def _client(record: ExampleRecord, handler: httpx.MockTransport) -> httpx.Client:
@@ -85,3 +91,15 @@ def test_transport_errors_are_recorded_then_raised() -> None:
     (exchange,) = record.steps[0].exchanges
     assert exchange.status is None
     assert exchange.error == "ReadTimeout: timed out"
+
+
+def test_recorded_headers_are_the_redacted_multi_items() -> None:
+    """Recording decodes header names and values as httpx's ``multi_items`` does (lower-case
+    names, repeated headers joined, the headers' own encoding), then redacts them."""
+    for raw in (
+        [(b"X-Trace", b"a"), (b"x-trace", b"b"), (b"Idempotency-Key", b"k0"), (b"Accept", b"*/*")],
+        [(b"X-Name", "caf\u00e9".encode()), (b"Cookie", b"s=1")],
+        [(b"X-Name", "caf\u00e9".encode("latin-1"))],
+    ):
+        headers = httpx.Headers(raw)
+        assert _recorded_headers(headers) == redact_headers(headers.multi_items())

@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ._database import open_database
-from ._engine import RunConfig, fresh_seed, run_model
+from ._engine import RunConfig, fresh_seed, run_model, ssl_context
 from ._errors import InvalidOption, InvalidTrace, PropworkloadError
 from ._events import FailureFound, Notice
 from ._faults import FAULT_KINDS, FaultPlan, parse_faults
@@ -683,7 +683,7 @@ def _replay_concurrent(
     reproduced = 0
     with resolve_target(target, model_cls) as url, _stop_on_signals():
         probe(url)
-        with httpx.HTTPTransport(retries=0) as transport:
+        with httpx.HTTPTransport(retries=0, verify=ssl_context()) as transport:
             state = RunState(url=url, transport=transport)
             state.answered()
             for number in range(1, runs + 1):

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, HypothesisException
 from hypothesis.reporting import with_reporter
 
+from ._engine import ssl_context
 from ._errors import InvalidModel, InvalidOption
 from ._linearizability import CheckResult, check_operations
 from ._linearizability import Operation as HistoryOp
@@ -349,7 +350,7 @@ def run_concurrent(
     if concurrency < 2:
         raise InvalidOption("--concurrency must be at least 2 (clients at once)")
     started = time.perf_counter()
-    transport = httpx.HTTPTransport(retries=0)
+    transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
     run = RunState(url=url, transport=transport)
     run.answered()
     generate_deadline = started + generate_share * time_budget

@@ -9,6 +9,7 @@ coverage gap.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from typing import Any
@@ -25,6 +26,7 @@ _ID_SEGMENT = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def path_template(target: str) -> str:
     """``/customers/cus_1a2b/charges?x=1`` -> ``/customers/{id}/charges``."""
     path = target.split("?", 1)[0]

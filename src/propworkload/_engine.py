@@ -15,6 +15,7 @@ import ast
 import functools
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +44,7 @@ from ._model import Model
 from ._record import ExampleRecord, Failure
 from ._runtime import RunState, StopRun, using_run
 
-__all__ = ["RunConfig", "RunResult", "fresh_seed", "probe", "run_model"]
+__all__ = ["RunConfig", "RunResult", "fresh_seed", "probe", "run_model", "ssl_context"]
 
 
 @attrs.frozen(kw_only=True)
@@ -117,10 +118,19 @@ def fresh_seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
+@functools.cache
+def ssl_context(*, trust_env: bool = True) -> ssl.SSLContext:
+    """The TLS context httpx makes for a transport (certifi's CAs; with ``trust_env``,
+    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` instead), made once per process: making one
+    reads the whole CA bundle (about 25 ms), and every run, probe and replay made its own."""
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
 def probe(url: str, *, timeout: float = 5.0) -> None:
     """Raise :class:`TargetUnreachable` unless something answers HTTP at ``url``."""
     try:
-        with httpx.Client(timeout=timeout, trust_env=False) as client:
+        verify = ssl_context(trust_env=False)
+        with httpx.Client(timeout=timeout, trust_env=False, verify=verify) as client:
             client.get(url)
     except httpx.TransportError as exc:
         reason = str(exc) or type(exc).__name__
@@ -188,7 +198,7 @@ def run_model(
     probe(config.url)
 
     started = time.perf_counter()
-    transport = httpx.HTTPTransport(retries=0)
+    transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
     state = RunState(
         url=config.url,
         transport=transport,

@@ -354,23 +354,29 @@ def _count_rejections(predicate: Callable[..., Any], rule: str) -> Callable[...,
 
 
 def _wrap_invariant(fn: Callable[..., Any]) -> Callable[..., Any]:
+    name = fn.__name__
+
     @functools.wraps(fn)
     def recorded_invariant(self: Model) -> Any:
-        self._pw_example.invariant_runs[fn.__name__] += 1
-        with self._pw_example.in_phase("invariant"):
-            try:
-                return fn(self)
-            except httpx.TransportError as exc:
-                # The service could not be observed (a timeout, a reset): nothing to check.
-                # The run reports invariants that were never observed.
-                self._pw_example.unobserved.append(f"{fn.__name__}: {_describe(exc)}")
-                return None
-            except TooManyPossibilities as exc:
-                self._pw_run.abandoned += 1
-                abandon_example(f"{fn.__name__}: {exc}")
-            except Exception as exc:
-                self._pw_note_failure(exc, rule=None, invariant=fn.__name__)
-                raise
+        record = self._pw_example
+        record.invariant_runs[name] += 1
+        # ExampleRecord.in_phase("invariant"), inlined: this runs after every step.
+        previous, record.phase = record.phase, "invariant"
+        try:
+            return fn(self)
+        except httpx.TransportError as exc:
+            # The service could not be observed (a timeout, a reset): nothing to check.
+            # The run reports invariants that were never observed.
+            record.unobserved.append(f"{name}: {_describe(exc)}")
+            return None
+        except TooManyPossibilities as exc:
+            self._pw_run.abandoned += 1
+            abandon_example(f"{name}: {exc}")
+        except Exception as exc:
+            self._pw_note_failure(exc, rule=None, invariant=name)
+            raise
+        finally:
+            record.phase = previous
 
     recorded_invariant._pw_recorded = True  # type: ignore[attr-defined]
     return recorded_invariant

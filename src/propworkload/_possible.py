@@ -67,19 +67,21 @@ class Possible(Generic[S]):
     limit = 1024
     pending_limit = 10
 
-    __slots__ = ("_branches", "_expansion")
+    __slots__ = ("_branches", "_expansion", "_states")
 
     def __init__(self, *states: S) -> None:
         if not states:
             raise ValueError("Possible needs at least one state")
         self._branches: tuple[_Branch[S], ...] = _merge([(state, ()) for state in states])
         self._expansion: tuple[_Branch[S], ...] | None = None
+        self._states: tuple[S, ...] | None = None
 
     @classmethod
     def _from(cls, branches: list[_Branch[S]]) -> Possible[S]:
         result: Possible[S] = cls.__new__(cls)
         result._branches = _merge(branches)
         result._expansion = None
+        result._states = None
         if len(result._branches) > cls.limit:
             raise TooManyPossibilities(
                 f"more than {cls.limit} possible model states: the model branches on "
@@ -90,6 +92,10 @@ class Possible(Generic[S]):
     def _expanded(self) -> tuple[_Branch[S], ...]:
         """Every branch with every subset of its pending operations landed now."""
         if self._expansion is None:
+            if len(self._branches) == 1 and not self._branches[0][1]:
+                # One state, nothing pending (every outcome known): the common case.
+                self._expansion = self._branches
+                return self._expansion
             out: list[_Branch[S]] = []
             for state, pending in self._branches:
                 options: list[_Branch[S]] = [(state, ())]
@@ -106,11 +112,15 @@ class Possible(Generic[S]):
     @property
     def states(self) -> tuple[S, ...]:
         """The states the service may be in now (pending operations landed or not)."""
-        found: list[S] = []
-        for state, _ in self._expanded():
-            if state not in found:
-                found.append(state)
-        return tuple(found)
+        # Computed once: a model asks for values and expected values many times between
+        # two transitions (every check of every invariant).
+        if self._states is None:
+            found: list[S] = []
+            for state, _ in self._expanded():
+                if state not in found:
+                    found.append(state)
+            self._states = tuple(found)
+        return self._states
 
     @property
     def pending(self) -> int:
@@ -170,8 +180,11 @@ class Possible(Generic[S]):
 
     def values(self, of: Callable[[S], Any]) -> list[Any]:
         """The distinct values of ``of(state)`` over the possible states."""
+        states = self.states
+        if len(states) == 1:
+            return [of(states[0])]
         found: list[Any] = []
-        for state in self.states:
+        for state in states:
             value = of(state)
             if value not in found:
                 found.append(value)
@@ -206,6 +219,8 @@ _Branch = tuple[S, tuple[_Pending[S], ...]]
 def _merge(branches: list[_Branch[S]]) -> tuple[_Branch[S], ...]:
     """Branches without repeats: of two with equal states, the one whose pending
     operations include the other's stands for both."""
+    if len(branches) == 1:
+        return (branches[0],)
     kept: list[_Branch[S]] = []
     for state, pending in branches:
         ids = {id(op) for op in pending}

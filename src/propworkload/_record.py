@@ -9,6 +9,7 @@ leak them.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -43,7 +44,10 @@ _SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-aut
 _SECRET_PARTS = re.compile(r"key|token|secret|passw", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret(name: str) -> bool:
+    # Cached: every request asks about the same few header names (the regex search was
+    # the largest single cost of recording an exchange).
     return name.lower() in _SECRET_HEADERS or bool(_SECRET_PARTS.search(name))
 
 
@@ -54,6 +58,15 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         shown = REDACTED if _is_secret(name) else value
         out[name] = f"{out[name]}, {shown}" if name in out else shown
     return out
+
+
+def _recorded_headers(headers: httpx.Headers) -> dict[str, str]:
+    """``redact_headers(headers.multi_items())``: lower-case names, values decoded with
+    the headers' encoding (looked up once, not twice per header as ``multi_items`` does)."""
+    encoding = headers.encoding
+    return redact_headers(
+        [(name.lower().decode(encoding), value.decode(encoding)) for name, value in headers.raw]
+    )
 
 
 def _redact_target(url: httpx.URL) -> str:
@@ -84,9 +97,16 @@ def redact_fields(value: Any, fields: frozenset[str]) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _needles(fields: frozenset[str]) -> tuple[bytes, ...]:
+    return tuple(f.encode() for f in fields)
+
+
 def _redact_body(body: bytes, fields: frozenset[str]) -> bytes:
+    if not fields or not body:
+        return body
     lowered = body.lower()
-    if not fields or not any(f.encode() in lowered for f in fields):
+    if not any(needle in lowered for needle in _needles(fields)):
         return body
     try:
         data = json.loads(body)
@@ -285,7 +305,7 @@ class RecordingTransport(httpx.BaseTransport):
                 Exchange(
                     method=request.method,
                     target=_redact_target(request.url),
-                    request_headers=redact_headers(request.headers.multi_items()),
+                    request_headers=_recorded_headers(request.headers),
                     request_body=request_body,
                     status=status,
                     response_headers=headers,
@@ -308,7 +328,7 @@ class RecordingTransport(httpx.BaseTransport):
         self._on_answer()
         record(
             response.status_code,
-            redact_headers(response.headers.multi_items()),
+            _recorded_headers(response.headers),
             _cut(_redact_body(body, self._redact)),
             None,
         )

@@ -94,13 +94,13 @@ class Replay:
         return self._machine
 
     def __enter__(self) -> Replay:
-        from ._engine import probe
+        from ._engine import probe, ssl_context
         from ._target import resolve_target
 
         try:
             url = self._stack.enter_context(resolve_target(self.url, self.model))
             probe(url)
-            transport = httpx.HTTPTransport(retries=0)
+            transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
             self._stack.callback(transport.close)
             state = RunState(url=url, transport=transport, scripted_faults=self._scripted)
             state.answered()  # the probe was answered

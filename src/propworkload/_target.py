@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from ._engine import ssl_context
 from ._errors import InvalidOption, TargetUnreachable
 from ._model import Model
 from .samples import load_sample, validate_bugs
@@ -98,7 +99,7 @@ def sample_service(name: str, bugs: tuple[str, ...] = ()) -> Iterator[str]:
 
 
 def _wait_ready(child: subprocess.Popen[bytes], port: int, log: object) -> None:
-    with httpx.Client(trust_env=False, timeout=15.0) as client:
+    with httpx.Client(trust_env=False, timeout=15.0, verify=ssl_context(trust_env=False)) as client:
         try:
             client.get(f"http://127.0.0.1:{port}/")
         except httpx.TransportError:
