@@ -224,3 +224,154 @@ def flaky_proxy() -> Iterator[Callable[..., FlakyProxy]]:
     yield start
     for proxy in proxies:
         proxy.close()
+
+
+# -- real services (models/real/) ------------------------------------------------------
+
+
+def _load_serve() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pw_real_serve", ROOT / "models/real/serve.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: models/real/serve.py, which starts and stops Kinto and etcd.
+serve = _load_serve()
+
+
+def _real_service(name: str) -> Iterator[Any]:
+    reason = serve.missing_reason(name)
+    if reason is not None:
+        pytest.skip(reason)
+    with serve.running(name) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def kinto_service() -> Iterator[Any]:
+    """A Kinto server (models/real/serve.py) for the module's tests: ``.url``, ``.reset()``.
+    Skips, saying how to install it, only when Kinto is not installed."""
+    yield from _real_service("kinto")
+
+
+@pytest.fixture(scope="module")
+def etcd_service() -> Iterator[Any]:
+    """An etcd server (models/real/serve.py) for the module's tests: ``.url``,
+    ``.reset()``. Skips, saying how to install it, only when etcd is not installed."""
+    yield from _real_service("etcd")
+
+
+@attrs.define
+class Exchange:
+    """A request or answer passing through a :class:`RewritingProxy`; a rewrite may change
+    any field (``path`` includes the query string)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0
+
+
+class RewritingProxy:
+    """An HTTP proxy on loopback that lets a test change requests on their way to a real
+    service and answers on their way back: a deviation from the documented behaviour,
+    seeded from outside, to show that a model's invariant catches it.
+
+    ``on_request(request) -> request`` and ``on_response(request, response) -> response``
+    get and return :class:`Exchange` records (the request as the client sent it)."""
+
+    _HOP = frozenset(("connection", "keep-alive", "transfer-encoding", "content-length", "host"))
+
+    def __init__(
+        self,
+        upstream: str,
+        on_request: Callable[[Exchange], Exchange] | None = None,
+        on_response: Callable[[Exchange, Exchange], Exchange] | None = None,
+    ) -> None:
+        import socket
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        client = httpx.Client(base_url=upstream, timeout=30, trust_env=False)
+        hop = self._HOP
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm
+                # and the client's delayed ACK hold every answer back 40 ms.
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                size = int(self.headers.get("content-length") or 0)
+                sent = Exchange(
+                    method=self.command,
+                    path=self.path,
+                    headers={k: v for k, v in self.headers.items() if k.lower() not in hop},
+                    body=self.rfile.read(size) if size else b"",
+                )
+                request = on_request(attrs.evolve(sent)) if on_request else sent
+                answer = client.request(
+                    request.method, request.path, headers=request.headers, content=request.body
+                )
+                response = Exchange(
+                    method=request.method,
+                    path=request.path,
+                    headers={
+                        k: v
+                        for k, v in answer.headers.items()
+                        if k.lower() not in hop and k.lower() != "content-encoding"
+                    },
+                    body=answer.content,
+                    status=answer.status_code,
+                )
+                if on_response:
+                    response = on_response(sent, response)
+                self.send_response(response.status)
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
+
+        self._client = client
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._client.close()
+
+
+@pytest.fixture
+def rewriting_proxy() -> Iterator[Callable[..., RewritingProxy]]:
+    """``rewriting_proxy(url, on_request=..., on_response=...)``: see :class:`RewritingProxy`;
+    closed when the test ends."""
+    proxies: list[RewritingProxy] = []
+
+    def start(url: str, **kwargs: Any) -> RewritingProxy:
+        proxies.append(RewritingProxy(url, **kwargs))
+        return proxies[-1]
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
