@@ -283,7 +283,9 @@ class RewritingProxy:
     seeded from outside, to show that a model's invariant catches it.
 
     ``on_request(request) -> request`` and ``on_response(request, response) -> response``
-    get and return :class:`Exchange` records (the request as the client sent it)."""
+    get and return :class:`Exchange` records (the request as the client sent it). With
+    ``serialize``, the service gets one request at a time: concurrent clients' requests
+    cannot overlap inside it."""
 
     _HOP = frozenset(("connection", "keep-alive", "transfer-encoding", "content-length", "host"))
 
@@ -292,7 +294,10 @@ class RewritingProxy:
         upstream: str,
         on_request: Callable[[Exchange], Exchange] | None = None,
         on_response: Callable[[Exchange, Exchange], Exchange] | None = None,
+        *,
+        serialize: bool = False,
     ) -> None:
+        import contextlib
         import socket
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -300,6 +305,7 @@ class RewritingProxy:
         import httpx
 
         client = httpx.Client(base_url=upstream, timeout=30, trust_env=False)
+        one_at_a_time = threading.Lock()
         hop = self._HOP
 
         class Handler(BaseHTTPRequestHandler):
@@ -323,9 +329,10 @@ class RewritingProxy:
                     body=self.rfile.read(size) if size else b"",
                 )
                 request = on_request(attrs.evolve(sent)) if on_request else sent
-                answer = client.request(
-                    request.method, request.path, headers=request.headers, content=request.body
-                )
+                with one_at_a_time if serialize else contextlib.nullcontext():
+                    answer = client.request(
+                        request.method, request.path, headers=request.headers, content=request.body
+                    )
                 response = Exchange(
                     method=request.method,
                     path=request.path,

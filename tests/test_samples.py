@@ -76,8 +76,15 @@ def test_demo_lists_every_sample_bug(propworkload: Callable[..., Completed]) -> 
         assert listed == [bug.name for bug in load_sample(name).BUGS]
 
 
-def test_every_workload_entry_is_a_sample_model() -> None:
-    """No stray entries: each workload in .workers/workloads/ runs a model in models/."""
+def test_every_workload_entry_is_a_sample_model_or_a_real_service_model() -> None:
+    """No stray entries: each workload in .workers/workloads/ runs a model in models/
+    (a sample's) or in models/real/ (Kinto's and etcd's)."""
+    real = ["etcd", "kinto"]
     entries = sorted(p.stem for p in (ROOT / ".workers" / "workloads").glob("*.py"))
-    assert entries == sorted(SAMPLES)
+    assert entries == sorted([*SAMPLES, *real])
     assert sorted(p.stem for p in Path(ROOT / "models").glob("*.py")) == sorted(SAMPLES)
+    models = sorted(p.stem for p in Path(ROOT / "models" / "real").glob("*.py"))
+    assert models == sorted([*real, "serve"])
+    for name in real:
+        entry = (ROOT / ".workers" / "workloads" / f"{name}.py").read_text()
+        assert f'MODEL = ROOT / "models" / "real" / "{name}.py"' in entry
