@@ -16,7 +16,12 @@ whose value is zero or false are left out (``"succeeded"`` of a failed transacti
 
 Each example works under its own key prefix (``self.tenant`` + ``/``), so examples, runs
 and other users of the cluster never see each other's keys; revisions are the cluster's,
-so the model learns them from answers rather than predicting them. The reference model is
+so the model learns them from answers rather than predicting them. Compaction is the
+cluster's too: the ``compact`` rule discards old revisions of every key, so point the
+model at an etcd of its own (``serve.py``), never at one that others (a Kubernetes) use.
+Other clients' compactions are allowed for: a read refused as compacted that the
+example's own compactions do not explain is checked by asking etcd to compact just above
+it, which it refuses only if the history there is already gone. The reference model is
 a frozen ``Keyspace``: each key's value, version (puts since it was created) and create
 and modification revisions, and every write of the example with its revision. Checks:
 
@@ -65,7 +70,13 @@ BACK = st.integers(min_value=0, max_value=3)
 BASED_ON = st.sampled_from(("current", "stale", "absent"))
 
 COMPACTED = "required revision has been compacted"
-FUTURE = "required revision is a future revision"
+#: Statuses of the gateway's temporary refusals: the request may or may not take effect.
+TEMPORARY = frozenset((429, 503, 504))
+
+
+class Unavailable(httpx.TransportError):
+    """etcd refused a request for now (overloaded, no leader, timed out): its outcome is
+    unknown, as a lost answer's is."""
 
 
 def _b64(text: str) -> str:
@@ -258,21 +269,26 @@ class Etcd(Model):
     def prefix(self) -> str:
         return f"{self.tenant}/"
 
-    def _call(self, path: str, body: dict[str, Any]) -> tuple[httpx.Response | None, int]:
+    def _call(self, path: str, body: dict[str, Any]) -> tuple[httpx.Response | None, int, int]:
         """POST ``body`` to the gateway through ``self.retry``. Returns the answer (None
-        if none came) and how many copies of the request may have reached etcd besides
-        the answered one (earlier attempts, a duplicate)."""
+        if none came), how many earlier attempts may have reached etcd before the
+        answered one, and how many copies of it may reach etcd after it (the tool's
+        ``duplicate`` fault). etcd's temporary refusals (429, 503, 504: overloaded, no
+        leader, timed out) leave the outcome unknown, as a lost answer does."""
         attempts = 0
 
         def send() -> httpx.Response:
             nonlocal attempts
             attempts += 1
-            return self.http.post(path, json=body)
+            response = self.http.post(path, json=body)
+            if response.status_code in TEMPORARY:
+                raise Unavailable(f"{response.status_code} {_error(response)}")
+            return response
 
         response = self.retry(send)
         if response is None:
-            return None, attempts
-        return response, attempts - 1 + (_fault(response) == "duplicate")
+            return None, attempts, 0
+        return response, attempts - 1, int(_fault(response) == "duplicate")
 
     def _observe(self, response: httpx.Response, *, write_floor: int | None = None) -> int:
         """Check the answer's revision: never older than one seen before, and for a write
@@ -310,7 +326,7 @@ class Etcd(Model):
         body: dict[str, Any] = {"key": _b64(self.prefix + key)}
         if revision:
             body["revision"] = revision
-        response, _ = self._call("/v3/kv/range", body)
+        response, _, _ = self._call("/v3/kv/range", body)
         return response
 
     # -- rules -------------------------------------------------------------------------
@@ -325,13 +341,13 @@ class Etcd(Model):
         body: dict[str, Any] = {"key": _b64(self.prefix + key), "value": _b64(value)}
         if prev_kv:
             body["prev_kv"] = True
-        response, extra = self._call("/v3/kv/put", body)
+        response, earlier, later = self._call("/v3/kv/put", body)
 
         def landed(space: Keyspace, revision: int | None = None) -> Keyspace:
             return space.put(key, value, revision, floor)
 
         if response is None:  # no answer: it may have been applied (even more than once)
-            for _ in range(extra):
+            for _ in range(earlier):
                 self.spaces = self.spaces.maybe(landed)
             return
         self._expect(response)
@@ -344,7 +360,7 @@ class Etcd(Model):
                 "read_your_writes",
                 holds=any(
                     _agrees(space.entries.get(key), shown)
-                    or (extra and shown is not None and shown["value"] == value)
+                    or (earlier and shown is not None and shown["value"] == value)
                     for space in self.spaces
                 ),
                 expected=self.spaces.expected(lambda space: space.view(key)),
@@ -353,13 +369,13 @@ class Etcd(Model):
                 key=key,
                 step="prev_kv",
             )
-        self._landed(lambda space: space.put(key, value, revision, floor), landed, extra)
+        self._landed(lambda space: space.put(key, value, revision, floor), landed, earlier + later)
 
-    def _landed(self, answered: Any, copy: Any, extra: int) -> None:
-        """The model after an answered write that ``extra`` other copies of the request
+    def _landed(self, answered: Any, copy: Any, copies: int) -> None:
+        """The model after an answered write that ``copies`` other copies of the request
         may have repeated (with unknown revisions): each a pending write."""
         spaces = self.spaces
-        for _ in range(extra):
+        for _ in range(copies):
             spaces = spaces.maybe(copy)
         self.spaces = spaces.then(answered)
 
@@ -368,7 +384,7 @@ class Etcd(Model):
         """Delete the key; the answer says how many keys went (0 or 1) and which."""
         floor = self.seen
         body = {"key": _b64(self.prefix + key), "prev_kv": True}
-        response, extra = self._call("/v3/kv/deleterange", body)
+        response, earlier, _ = self._call("/v3/kv/deleterange", body)
 
         def gone(space: Keyspace, revision: int | None = None) -> Keyspace:
             return space.delete(key, revision, floor)
@@ -385,7 +401,7 @@ class Etcd(Model):
             if deleted:  # it deleted the key the model has, as the model has it
                 return deleted == len(shown) == 1 and _agrees(space.entries.get(key), shown[0])
             # Nothing to delete; or a copy of this request deleted it first.
-            return not shown and (key not in space.entries or extra > 0)
+            return not shown and (key not in space.entries or earlier > 0)
 
         self.check(
             "read_your_writes",
@@ -431,7 +447,7 @@ class Etcd(Model):
             "success": [{"request_put": {"key": full, "value": _b64(value)}}],
             "failure": [{"request_range": {"key": full}}],
         }
-        response, extra = self._call("/v3/kv/txn", body)
+        response, earlier, _ = self._call("/v3/kv/txn", body)
 
         def holds(space: Keyspace) -> bool:
             entry = space.entries.get(key)
@@ -452,7 +468,7 @@ class Etcd(Model):
         verdicts = self.spaces.values(holds)
         self.check(
             "cas_matches_model",
-            holds=succeeded in verdicts or (extra > 0 and not succeeded),
+            holds=succeeded in verdicts or (earlier > 0 and not succeeded),
             expected=self.spaces.expected(lambda s: "succeeded" if holds(s) else "failed"),
             actual="succeeded" if succeeded else "failed",
             prefix=self.prefix,
@@ -463,10 +479,24 @@ class Etcd(Model):
             self.spaces = self.spaces.where(holds).then(
                 lambda space: space.put(key, value, revision, floor)
             )
-        elif extra:
+            return
+        if earlier:
             self.spaces = self.spaces.then(swapped)
         else:
             self.spaces = self.spaces.where(lambda space: not holds(space))
+        # A failed comparison ran the failure branch: a read of the key as it is.
+        ranged = answer.get("responses", [{}])[0].get("response_range", {}).get("kvs", [])
+        shown = _kv(ranged[0], self.prefix)[1] if ranged else None
+        self.check(
+            "read_your_writes",
+            holds=any(_agrees(space.entries.get(key), shown) for space in self.spaces),
+            expected=self.spaces.expected(lambda space: space.view(key)),
+            actual=shown,
+            prefix=self.prefix,
+            key=key,
+            step="compare_and_swap failed",
+        )
+        self.spaces = self.spaces.where(lambda space: _agrees(space.entries.get(key), shown))
 
     @rule(key=KEYS)
     def read(self, key: str) -> None:
@@ -497,6 +527,7 @@ class Etcd(Model):
         if response is None:
             return
         if response.status_code == 200:
+            self._observe(response)  # the header has the current revision
             kvs = response.json().get("kvs", [])
             actual: str | None = _kv(kvs[0], self.prefix)[1]["value"] if kvs else None
             sometimes(back > 0, "read an old revision")
@@ -504,9 +535,10 @@ class Etcd(Model):
             actual = "compacted"
         else:
             raise AssertionError(f"range at revision {revision}: {response.text[:200]}")
-        if actual == "compacted" and all(revision >= s.compacted for s in self.spaces):
-            # Not compacted by this example: by another client of the cluster, or not at
-            # all. The next invariant asks etcd (rules' requests depend on nothing else).
+        if actual == "compacted" and not all(revision < s.compacted for s in self.spaces):
+            # Not surely compacted by this example (a compaction of unknown outcome does
+            # not prove it either): by another client of the cluster, or not at all. The
+            # next invariant asks etcd (a rule's requests must not depend on answers).
             self.unexplained = (key, revision)
             return
 
@@ -557,7 +589,7 @@ class Etcd(Model):
         example (reads below it must fail from now on)."""
         revisions = self.spaces.states[-1].revisions() or [1]
         revision = revisions[max(len(revisions) - 1 - back, 0)]
-        response, _ = self._call("/v3/kv/compaction", {"revision": revision})
+        response, _, _ = self._call("/v3/kv/compaction", {"revision": revision})
         if response is None:
             self.spaces = self.spaces.maybe(lambda space: space.compact(revision))
             return
@@ -608,8 +640,9 @@ class Etcd(Model):
 
     # -- concurrent mode (--concurrency K) -------------------------------------------
     # Clients put, read, delete and compare-and-swap two shared keys at once. The state
-    # is the keys' (value, modification revision) and the newest revision a write got;
-    # a write's answer must carry a newer revision than every write linearized before.
+    # is the keys' (value, modification revision) and the newest revision a write got
+    # ("top"); a write's answer (put, a delete that deleted, a swap that took) must carry
+    # a newer revision than every write linearized before it.
 
     model_state = dict
     final_operations = ("observe",)
@@ -644,19 +677,30 @@ class Etcd(Model):
             return output is None, state
         if output is None or output[0] != held[0]:
             return False, state
-        return held[1] in (None, output[1]), {**state, key: (held[0], output[1])}
+        if held[1] is None:  # a write of unknown outcome: now its revision is known (it
+            # came before the later writes' revisions, which were checked without it)
+            top = max(state.get("top", 0), output[1])
+            return True, {**state, key: (held[0], output[1]), "top": top}
+        return held[1] == output[1], state
 
     @operation(key=st.sampled_from(["x", "y"]))
-    def remove(self, key: str) -> int:
+    def remove(self, key: str) -> list[int]:
         body = {"key": _b64(self.prefix + key)}
-        return _int(self._expect(self.http.post("/v3/kv/deleterange", json=body)).get("deleted"))
+        answer = self._expect(self.http.post("/v3/kv/deleterange", json=body))
+        return [_int(answer.get("deleted")), _int(answer["header"]["revision"])]
 
     @remove.model
     def remove(state: dict[str, Any], output: Any, key: str) -> tuple[bool, Any]:
         after = {k: v for k, v in state.items() if k != key}
         if output is UNKNOWN:
             return True, after
-        return output == (1 if key in state else 0), after
+        deleted, revision = output
+        if deleted != (1 if key in state else 0):
+            return False, state
+        if not deleted:
+            return True, state
+        # A delete is a write: its revision is newer than every one before it.
+        return revision > state.get("top", 0), {**after, "top": revision}
 
     @operation(
         key=st.sampled_from(["x", "y"]),

@@ -50,7 +50,6 @@ _KINTO_INI = """\
 [app:main]
 use = egg:kinto
 kinto.includes = kinto.plugins.flush
-kinto.flush_endpoint_enabled = true
 kinto.storage_backend = kinto.core.storage.memory
 kinto.storage_url =
 kinto.cache_backend = kinto.core.cache.memory
@@ -104,6 +103,16 @@ def free_port() -> int:
         return port
 
 
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def binary(name: str) -> str | None:
     """The path of the service's executable, or None if it is not installed.
 
@@ -141,6 +150,8 @@ class Service:
             raise ServiceError(missing_reason(name) or name)
         self.name = name
         self.port = port or free_port()
+        if not port_free(self.port):
+            raise ServiceError(f"port {self.port} is in use: pick another with --port")
         self.url = f"http://127.0.0.1:{self.port}"
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"pw-{name}-"))
@@ -204,13 +215,16 @@ class Service:
                 )
             try:
                 if self.name == "kinto":
-                    ok = httpx.get(f"{self.url}/v1/", timeout=1).status_code == 200
+                    answer = httpx.get(f"{self.url}/v1/", timeout=1, trust_env=False)
                 else:
-                    answer = httpx.post(f"{self.url}/v3/kv/range", json={"key": "AA=="}, timeout=1)
-                    ok = answer.status_code == 200
+                    answer = httpx.post(
+                        f"{self.url}/v3/kv/range", json={"key": "AA=="}, timeout=1, trust_env=False
+                    )
+                ok = answer.status_code == 200
             except httpx.TransportError:
                 ok = False
-            if ok:
+            # Answered, by this process (not by another that took the port meanwhile).
+            if ok and self.process.poll() is None:
                 return
             time.sleep(0.1)
         raise ServiceError(f"{self.name} did not answer on {self.url} within {timeout:.0f} s")
@@ -225,10 +239,13 @@ class Service:
     def reset(self) -> None:
         """Empty the service: Kinto's flush endpoint, or delete every etcd key."""
         if self.name == "kinto":
-            httpx.post(f"{self.url}/v1/__flush__", timeout=10).raise_for_status()
+            flush = httpx.post(f"{self.url}/v1/__flush__", timeout=10, trust_env=False)
+            flush.raise_for_status()
         else:
             everything = {"key": "AA==", "range_end": "AA=="}  # "\\0" to "\\0": all keys
-            httpx.post(f"{self.url}/v3/kv/deleterange", json=everything, timeout=10)
+            httpx.post(
+                f"{self.url}/v3/kv/deleterange", json=everything, timeout=10, trust_env=False
+            ).raise_for_status()
 
     def stop(self) -> None:
         """Stop the service (SIGTERM, then SIGKILL after 10 s) and remove its temporary
@@ -265,30 +282,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="keep its configuration, data and log here")
     args = parser.parse_args(argv)
     port = args.port or {"kinto": 8888, "etcd": 2379}[args.service]
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped(signum)
+
+    # Before starting: a signal while the service comes up still stops it.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
         service = Service(args.service, port, args.dir)
     except ServiceError as exc:
         print(f"serve.py: error: {exc}", file=sys.stderr)
         return 3
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    except _Stopped:
+        return 0
     print(f"{service.name} listening on {service.url} (log: {service.log}); Ctrl-C stops it")
     sys.stdout.flush()
     try:
-        while not stopping and service.process.poll() is None:
+        while service.process.poll() is None:
             time.sleep(0.2)
+    except _Stopped:
+        return 0
     finally:
+        last = service._log_tail()
         service.stop()
-    if not stopping:
-        print(f"serve.py: error: {service.name} exited with {service.process.returncode}")
-        return 1
-    return 0
+    print(
+        f"serve.py: error: {service.name} exited with status {service.process.returncode}: {last}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+class _Stopped(BaseException):
+    """A signal asked serve.py to stop (raised from its handler)."""
 
 
 if __name__ == "__main__":
