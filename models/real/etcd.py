@@ -36,12 +36,13 @@ and modification revisions, and every write of the example with its revision. Ch
 - ``compacted_revision_refused``: once compacted up to R, a read below R fails with
   etcd's documented error ("mvcc: required revision has been compacted").
 
-Faults: etcd's ``put`` is not idempotent (no request ids over the gateway): a put that is
-retried after a lost answer, or delivered twice, may take effect twice, which adds a
-revision and a version, with the same value. The model keeps that possibility (as a
-pending second put) and the next read decides. A duplicate it knows of is the tool's own
-``duplicate`` fault; a real network that silently delivers a request twice would show up
-as a deviation.
+Faults: etcd's ``put`` is not idempotent (no request ids over the gateway): a put
+delivered twice takes effect twice, which adds a revision and a version, with the same
+value. So, like etcd's own client, the model sends a write once and, when its answer is
+lost, keeps it pending (``Possible``: it may land now, later or never); reads are retried.
+A duplicated write is a pending second write, and the next read decides. The duplicates
+it knows of are the tool's own (``duplicate`` fault); a real network that silently
+delivers a request twice would show up as a deviation.
 
 Concurrent mode (``--concurrency K``): clients put, read, delete and compare-and-swap two
 shared keys at once; every history must be linearizable (etcd guarantees linearizable
@@ -269,12 +270,17 @@ class Etcd(Model):
     def prefix(self) -> str:
         return f"{self.tenant}/"
 
-    def _call(self, path: str, body: dict[str, Any]) -> tuple[httpx.Response | None, int, int]:
-        """POST ``body`` to the gateway through ``self.retry``. Returns the answer (None
-        if none came), how many earlier attempts may have reached etcd before the
-        answered one, and how many copies of it may reach etcd after it (the tool's
-        ``duplicate`` fault). etcd's temporary refusals (429, 503, 504: overloaded, no
-        leader, timed out) leave the outcome unknown, as a lost answer does."""
+    def _call(
+        self, path: str, body: dict[str, Any], *, write: bool = False
+    ) -> tuple[httpx.Response | None, int, int]:
+        """POST ``body`` to the gateway through ``self.retry``: a read until it is
+        answered, a ``write`` once (as etcd's own client does: its writes are not
+        idempotent, and every copy that may have landed is one more possibility the model
+        must carry). Returns the answer (None if none came), how many earlier attempts
+        may have reached etcd before the answered one, and how many copies of it may
+        reach etcd after it (the tool's ``duplicate`` fault). etcd's temporary refusals
+        (429, 503, 504: overloaded, no leader, timed out) leave the outcome unknown, as a
+        lost answer does."""
         attempts = 0
 
         def send() -> httpx.Response:
@@ -285,7 +291,7 @@ class Etcd(Model):
                 raise Unavailable(f"{response.status_code} {_error(response)}")
             return response
 
-        response = self.retry(send)
+        response = self.retry(send, attempts=1 if write else None)
         if response is None:
             return None, attempts, 0
         return response, attempts - 1, int(_fault(response) == "duplicate")
@@ -341,7 +347,7 @@ class Etcd(Model):
         body: dict[str, Any] = {"key": _b64(self.prefix + key), "value": _b64(value)}
         if prev_kv:
             body["prev_kv"] = True
-        response, earlier, later = self._call("/v3/kv/put", body)
+        response, earlier, later = self._call("/v3/kv/put", body, write=True)
 
         def landed(space: Keyspace, revision: int | None = None) -> Keyspace:
             return space.put(key, value, revision, floor)
@@ -384,7 +390,7 @@ class Etcd(Model):
         """Delete the key; the answer says how many keys went (0 or 1) and which."""
         floor = self.seen
         body = {"key": _b64(self.prefix + key), "prev_kv": True}
-        response, earlier, _ = self._call("/v3/kv/deleterange", body)
+        response, earlier, _ = self._call("/v3/kv/deleterange", body, write=True)
 
         def gone(space: Keyspace, revision: int | None = None) -> Keyspace:
             return space.delete(key, revision, floor)
@@ -447,7 +453,7 @@ class Etcd(Model):
             "success": [{"request_put": {"key": full, "value": _b64(value)}}],
             "failure": [{"request_range": {"key": full}}],
         }
-        response, earlier, _ = self._call("/v3/kv/txn", body)
+        response, earlier, _ = self._call("/v3/kv/txn", body, write=True)
 
         def holds(space: Keyspace) -> bool:
             entry = space.entries.get(key)
@@ -589,7 +595,7 @@ class Etcd(Model):
         example (reads below it must fail from now on)."""
         revisions = self.spaces.states[-1].revisions() or [1]
         revision = revisions[max(len(revisions) - 1 - back, 0)]
-        response, _, _ = self._call("/v3/kv/compaction", {"revision": revision})
+        response, _, _ = self._call("/v3/kv/compaction", {"revision": revision}, write=True)
         if response is None:
             self.spaces = self.spaces.maybe(lambda space: space.compact(revision))
             return
