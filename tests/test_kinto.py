@@ -356,9 +356,9 @@ def test_kinto_batches_at_once_interleave_on_the_memory_backend(
 ) -> None:
     """A real deviation (README, "Real services"): Kinto documents that "the whole batch
     of requests is executed under one transaction only", yet with its memory backend
-    batches sent at once interleave: each writes x and y to its value, and the records
-    end up with values no order of the batches gives (judged by values alone). A race,
-    found in seconds to a minute."""
+    batches sent at once interleave: each writes x, reads it back, and writes y, and a
+    batch reads another's x in between, or the records end up with values no order of
+    the batches gives (judged by values alone). A race, found in seconds."""
     result = _concurrently(kinto_service.url, tmp_path, 120)
     assert result.code == 1, result.out + result.err
     fail = next(line for line in result.lines if line.startswith("INVARIANT FAIL "))

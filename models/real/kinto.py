@@ -105,6 +105,8 @@ COLLECTION = "items"
 MAX_PAGES = 50
 #: Times a listing starts over when the collection changed between its pages.
 RESTARTS = 3
+#: Concurrent mode: reads of x between the two writes of a ``put_both`` batch.
+READ_BACKS = 4
 
 PRECONDITION_FAILED = "412 Precondition Failed"
 NOT_FOUND = "404 Not Found"
@@ -815,26 +817,36 @@ class Kinto(Model):
 
     @operation(value=st.sampled_from(["1", "2", "3"]))
     def put_both(self, value: str) -> list[str]:
-        """PUT x and y to ``value`` in one batch."""
+        """One batch: PUT x to ``value``, read x back (``READ_BACKS`` times: a batch that
+        checks its own write, and takes long enough that another can run meanwhile on
+        a busy machine), PUT y to ``value``. Returns the value each request saw."""
         self._ready()
+        records = f"{self.collection}/records"[len("/v1") :]
+        put = {"method": "PUT", "body": {"data": {"value": value}}}
         batch = {
-            "defaults": {"method": "PUT", "body": {"data": {"value": value}}},
             "requests": [
-                {"path": f"{self.collection}/records/{rid}"[len("/v1") :]} for rid in ("x", "y")
+                {**put, "path": f"{records}/x"},
+                *[{"method": "GET", "path": f"{records}/x"}] * READ_BACKS,
+                {**put, "path": f"{records}/y"},
             ],
         }
         response = self._write(lambda: self.http.post("/v1/batch", json=batch), 200)
         answers = response.json()["responses"]
-        if any(answer["status"] in (409, 503) for answer in answers):
-            raise Retryable(f"batch answered {[answer['status'] for answer in answers]}")
-        for answer in answers:
-            if answer["status"] not in (200, 201):
-                raise AssertionError(f"a PUT in a batch answered {answer}")
-        return [answer["body"]["data"]["value"] for answer in answers]
+        statuses = [answer["status"] for answer in answers]
+        if any(status in (409, 503) for status in statuses):
+            raise Retryable(f"batch answered {statuses}")
+        if any(status not in (200, 201, 404) for status in statuses):
+            raise AssertionError(f"a batch answered {statuses}: {response.text[:200]}")
+        # None: a read back found no x (another client's delete came in between).
+        return [
+            answer["body"]["data"]["value"] if answer["status"] != 404 else None
+            for answer in answers
+        ]
 
     @put_both.model
     def put_both(state: dict[str, str], output: Any, value: str) -> tuple[bool, Any]:
-        return output is UNKNOWN or output == [value, value], {**state, "x": value, "y": value}
+        ok = output is UNKNOWN or output == [value] * (READ_BACKS + 2)
+        return ok, {**state, "x": value, "y": value}
 
     @operation(record_id=st.sampled_from(["x", "y"]))
     def get(self, record_id: str) -> str | None:
