@@ -492,7 +492,11 @@ class Etcd(Model):
             self.spaces = self.spaces.where(lambda space: not holds(space))
         # A failed comparison ran the failure branch: a read of the key as it is.
         ranged = answer.get("responses", [{}])[0].get("response_range", {}).get("kvs", [])
-        shown = _kv(ranged[0], self.prefix)[1] if ranged else None
+        self._read_matches(key, ranged, step="compare_and_swap failed")
+
+    def _read_matches(self, key: str, kvs: list[dict[str, Any]], **ids: Any) -> None:
+        """Check a read of ``key`` (its ``kvs``: one record, or none) against the model."""
+        shown = _kv(kvs[0], self.prefix)[1] if kvs else None
         self.check(
             "read_your_writes",
             holds=any(_agrees(space.entries.get(key), shown) for space in self.spaces),
@@ -500,7 +504,7 @@ class Etcd(Model):
             actual=shown,
             prefix=self.prefix,
             key=key,
-            step="compare_and_swap failed",
+            **ids,
         )
         self.spaces = self.spaces.where(lambda space: _agrees(space.entries.get(key), shown))
 
@@ -512,16 +516,7 @@ class Etcd(Model):
             return
         kvs = self._expect(response).get("kvs", [])
         self._observe(response)
-        shown = _kv(kvs[0], self.prefix)[1] if kvs else None
-        self.check(
-            "read_your_writes",
-            holds=any(_agrees(space.entries.get(key), shown) for space in self.spaces),
-            expected=self.spaces.expected(lambda space: space.view(key)),
-            actual=shown,
-            prefix=self.prefix,
-            key=key,
-        )
-        self.spaces = self.spaces.where(lambda space: _agrees(space.entries.get(key), shown))
+        self._read_matches(key, kvs)
 
     @rule(key=KEYS, back=BACK)
     def read_old(self, key: str, back: int) -> None:
