@@ -63,6 +63,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ._bugs import Bug
+from ._http import error as _error
+from ._http import json_object as _json_body
+from ._http import json_response as _json
+from ._http import ref as _ref
+from ._http import replayed as _replayed
 
 __all__ = ["BUGS", "DESCRIPTION", "OPENAPI", "create_app"]
 
@@ -189,14 +194,6 @@ CREATE TABLE payments (
 CREATE INDEX payments_by_order ON payments (order_seq, idempotency_key);
 CREATE INDEX payments_by_shop ON payments (shop);
 """
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
-
-
-def _replayed(body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
 
 def _count(value: Any, low: int, high: int) -> TypeGuard[int]:
@@ -441,15 +438,6 @@ class _Store:
         ]
 
 
-async def _json_body(request: Request) -> dict[str, Any] | None:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 def _items(body: dict[str, Any]) -> dict[str, int] | None:
     items = body.get("items")
     if not isinstance(items, dict) or not 1 <= len(items) <= MAX_ITEMS:
@@ -475,7 +463,7 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
     async def product(request: Request) -> JSONResponse:
         shop, sku = request.path_params["shop"], request.path_params["sku"]
         if request.method == "PUT":
-            body = await _json_body(request)
+            body = await _json_body(request, empty=False)
             if body is None:
                 return _error(400, "invalid_json", "the body must be a JSON object")
             stock, price = body.get("stock"), body.get("price")
@@ -501,7 +489,7 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         key = request.headers.get("idempotency-key")
         if not key:
             return _error(400, "missing_idempotency_key", "send an Idempotency-Key header")
-        body = await _json_body(request)
+        body = await _json_body(request, empty=False)
         if body is None:
             return _error(400, "invalid_json", "the body must be a JSON object")
         items = _items(body)
@@ -525,7 +513,7 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
         key = request.headers.get("idempotency-key")
         if not key:
             return _error(400, "missing_idempotency_key", "send an Idempotency-Key header")
-        body = await _json_body(request)
+        body = await _json_body(request, empty=False)
         if body is None:
             return _error(400, "invalid_json", "the body must be a JSON object")
         amount = body.get("amount")
@@ -583,18 +571,6 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
 
 
 # -- the OpenAPI document ------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-        **extra,
-    }
 
 
 def _errors(*codes: tuple[int, str]) -> dict[str, Any]:

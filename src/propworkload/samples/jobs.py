@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 import secrets
 import sqlite3
@@ -70,6 +69,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ._bugs import Bug
+from ._http import error as _error
+from ._http import json_object as _json_body
+from ._http import ref as _ref
+from ._http import replayed as _replayed
 
 __all__ = ["BUGS", "DESCRIPTION", "OPENAPI", "create_app"]
 
@@ -189,14 +192,6 @@ _ERROR_CODES = (
     "invalid_lease",
     "invalid_clock",
 )
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
-
-
-def _replayed(body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
 
 class _Store:
@@ -400,17 +395,6 @@ class _Store:
         return JSONResponse({"queue": queue, "now": target})
 
 
-async def _json_body(request: Request) -> dict[str, Any] | None:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 def _integer(value: Any, low: int, high: int) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         return None
@@ -586,10 +570,6 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 import secrets
 import sqlite3
@@ -46,6 +45,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._bugs import Bug
+from ._http import error as _error
+from ._http import json_object as _json_body
+from ._http import json_response as _json
 
 __all__ = ["BUGS", "DESCRIPTION", "OPENAPI", "create_app"]
 
@@ -202,14 +204,6 @@ _CHARGE = {
 }
 
 
-def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-        **extra,
-    }
-
-
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -342,10 +336,6 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
 def _status(amount: int, refunded: int) -> str:
@@ -540,17 +530,6 @@ class _Store:
     def balance(self, customer: str) -> int:
         row = self.db.execute("SELECT balance FROM customers WHERE id = ?", (customer,)).fetchone()
         return int(row["balance"]) if row else 0
-
-
-async def _json_body(request: Request) -> dict[str, Any] | None:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _amount(body: dict[str, Any], *, required: bool) -> int | JSONResponse | None:

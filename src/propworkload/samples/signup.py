@@ -45,7 +45,6 @@ the other bugs are logic errors some sequence of calls reveals, with faults for
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import sqlite3
@@ -59,6 +58,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ._bugs import Bug
+from ._http import error as _error
+from ._http import json_object as _json_body
+from ._http import json_response as _json
+from ._http import ref as _ref
 
 __all__ = ["BUGS", "DESCRIPTION", "OPENAPI", "create_app"]
 
@@ -172,10 +175,6 @@ SUBJECT = "Verify your email address"
 def normalize(email: str) -> str:
     """An address as the service stores and compares it: trimmed, lower case."""
     return email.strip().lower()
-
-
-def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
 def _valid_email(email: Any) -> bool:
@@ -334,17 +333,6 @@ class _Store:
         ]
 
 
-async def _json_body(request: Request) -> dict[str, Any] | None:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
     """The signup app with the named bugs switched on."""
     unknown = set(bugs) - {bug.name for bug in BUGS}
@@ -462,18 +450,6 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
 
 
 # -- OpenAPI ---------------------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-        **extra,
-    }
 
 
 def _error_response(description: str) -> dict[str, Any]:

@@ -63,6 +63,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ._bugs import Bug
+from ._http import error as _error
+from ._http import json_response as _json
+from ._http import ref as _ref
 
 __all__ = ["BUGS", "DESCRIPTION", "OPENAPI", "create_app"]
 
@@ -165,10 +168,6 @@ CREATE TABLE idempotency (
 );
 CREATE INDEX idempotency_by_key ON idempotency (store, key);
 """
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
 def _record(row: sqlite3.Row) -> dict[str, Any]:
@@ -522,14 +521,6 @@ def create_app(bugs: frozenset[str] = frozenset()) -> ASGIApp:
 
 
 # -- the OpenAPI document ---------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
