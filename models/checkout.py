@@ -17,7 +17,6 @@ product, pay and read its stock (the operations at the end of the class).
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from typing import Any
 
@@ -51,8 +50,8 @@ BASKETS = (
     {"b": 3},
     {"a": 1, "b": 2},
 )
-#: Concurrent mode: the one product, its price, and its stock when a program starts.
-RACED, RACED_PRICE, RACED_STOCK = "a", 5, 2
+#: Concurrent mode: the product clients race for (the catalog holds one unit of it).
+RACED = "a"
 
 #: What an order's outcome answers: accepted (201 or 200) or the error code.
 ACCEPTED = ("created", "replayed")
@@ -562,23 +561,14 @@ class Checkout(Model):
         self.shops = self.shops.where(lambda model: model.stock() == stock)
 
     # -- concurrent mode (--concurrency K) ------------------------------------------
-    # Clients at once order the shop's one product (two keys), pay and read its stock, so
-    # that they race for its last unit; each operation's real call returns what it
-    # observed, and its model transition (on the same Shop as the rules above) says
-    # whether that was possible. Every program's shop starts with RACED_STOCK units.
+    # Clients at once order product RACED (two keys), pay and read its stock, so that
+    # they race for its last unit; each operation's real call returns what it observed,
+    # and its model transition (on the same Shop as the rules above) says whether that
+    # was possible. reset() stocks every program's fresh shop with the catalog before
+    # any client starts, as it does for every example.
 
-    model_state = staticmethod(
-        lambda: Shop(products={RACED: Product(stock=RACED_STOCK, price=RACED_PRICE)})
-    )
+    model_state = staticmethod(lambda: Shop(products=dict(Checkout.CATALOG)))
     final_operations = ("observe",)
-
-    def _stocked(self) -> None:
-        """Stock the program's fresh shop, once, before the first request of any client
-        (the others wait for it), so that every program starts from ``model_state``."""
-        with self.shared.setdefault("_lock", threading.Lock()):
-            if not self.shared.get("_stocked"):
-                _expect(self._put(RACED, RACED_STOCK, RACED_PRICE), 200)
-                self.shared["_stocked"] = True
 
     def _order_of(self, key: str) -> tuple[str, int] | None:
         """The id and total of the order for ``key``: learned by a client, or listed."""
@@ -591,7 +581,6 @@ class Checkout(Model):
 
     @operation(key=st.sampled_from(["o0", "o1"]), quantity=st.integers(min_value=1, max_value=2))
     def checkout(self, key: str, quantity: int) -> dict[str, Any]:
-        self._stocked()
         response = _expect(self._order(key, ((RACED, quantity),)), 200, 201, 409)
         body = response.json()
         if response.is_success:
@@ -617,7 +606,6 @@ class Checkout(Model):
 
     @operation(key=st.sampled_from(["o0", "o1"]), pay_key=st.sampled_from(["p0", "p1"]))
     def pay_order(self, key: str, pay_key: str) -> dict[str, Any]:
-        self._stocked()
         found = self._order_of(key)
         if found is None:
             return {"status": "no order"}
@@ -649,7 +637,6 @@ class Checkout(Model):
 
     @operation()
     def look(self) -> dict[str, Any]:
-        self._stocked()
         response = _expect(self.http.get(f"/shops/{self.tenant}/products/{RACED}"), 200)
         return {"stock": response.json()["stock"]}
 
@@ -661,7 +648,6 @@ class Checkout(Model):
 
     @operation()
     def observe(self) -> dict[str, Any]:
-        self._stocked()
         shop = self.tenant
         overview = _expect(self.http.get(f"/shops/{shop}"), 200).json()
         products, listed = overview["products"], overview["orders"]

@@ -7,14 +7,21 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
+from propworkload import PropworkloadError
+from propworkload._asgi import InProcessTransport
+from propworkload._commands import ExploreOptions, RunOptions
+from propworkload._commands import explore as explore_command
+from propworkload._commands import run as run_command_in_process
+from propworkload._loader import load_model
 from propworkload._target import sample_service
+from propworkload.samples import load_sample, validate_bugs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYMENTS_MODEL = ROOT / "models" / "payments.py"
@@ -62,6 +69,15 @@ def payments_workload(url: str, tmp_path: Path, *args: str) -> Completed:
     return run_command([str(PAYMENTS_WORKLOAD), *args], env=env)
 
 
+@pytest.fixture(autouse=True)
+def _artifacts_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made in this process write their traces under the test's temporary folder and
+    take no target from the environment."""
+    monkeypatch.setenv("PROPWORKLOAD_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("APP_URL", raising=False)
+    monkeypatch.delenv("PROPWORKLOAD_SEED", raising=False)
+
+
 @pytest.fixture
 def propworkload(tmp_path: Path) -> Callable[..., Completed]:
     """Run ``propworkload ARGS...``; artifacts go to a temporary folder."""
@@ -71,6 +87,51 @@ def propworkload(tmp_path: Path) -> Callable[..., Completed]:
         return run_command(["-m", "propworkload", *args], env=merged, **kwargs)  # type: ignore[arg-type]
 
     return run
+
+
+@attrs.frozen
+class InProcess:
+    """A sample service served in this process: its (made-up) URL and the transport
+    that reaches it."""
+
+    url: str
+    transport: InProcessTransport
+
+    def run(self, model: str | Path, **options: Any) -> Completed:
+        """``propworkload run MODEL`` against this service, in this process: what it
+        printed and its exit status (a tool error: status and one line, as the CLI)."""
+        return _in_process(
+            run_command_in_process, model, RunOptions(url=self.url, **options), self.transport
+        )
+
+    def explore(self, model: str | Path, **options: Any) -> Completed:
+        """``propworkload explore MODEL`` against this service, in this process."""
+        return _in_process(
+            explore_command, model, ExploreOptions(url=self.url, **options), self.transport
+        )
+
+
+def _in_process(command: Any, model: str | Path, options: Any, transport: Any) -> Completed:
+    import io
+
+    out = io.StringIO()
+    try:
+        model_cls, path = load_model(str(model))
+        code = command(model_cls, str(path), options, out=out, transport=transport)
+    except PropworkloadError as exc:
+        return Completed(code=exc.exit_code, out=out.getvalue(), err=f"error: {exc}\n")
+    return Completed(code=code, out=out.getvalue(), err="")
+
+
+@contextmanager
+def in_process(sample: str, *bugs: str) -> Iterator[InProcess]:
+    """Sample service ``sample`` (with ``bugs``) served in this process, no socket."""
+    module = load_sample(sample)
+    transport = InProcessTransport(module.create_app(validate_bugs(module, bugs)))
+    try:
+        yield InProcess(url=f"http://{sample}.test", transport=transport)
+    finally:
+        transport.close()
 
 
 @pytest.fixture

@@ -99,3 +99,25 @@ def test_the_tls_context_is_made_once_and_verifies() -> None:
     assert ssl_context(trust_env=False) is not ssl_context()
     for context in (ssl_context(), ssl_context(trust_env=False)):
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_model_testcase_runs_under_pytest_on_the_embedded_sample(tmp_path: Path) -> None:
+    """``Payments.TestCase`` collected by pytest, with no APP_URL: the model's embedded
+    sample service is started for the session (as ``run`` does) and stopped at exit."""
+    from conftest import run_command
+
+    test_file = tmp_path / "test_payments_case.py"
+    test_file.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(PAYMENTS_MODEL.parent)!r})\n"
+        "from hypothesis import settings\n"
+        "from payments import Payments\n\n"
+        "TestPayments = Payments.TestCase\n"
+        "TestPayments.settings = settings(max_examples=5, stateful_step_count=5, deadline=None)\n"
+    )
+    result = run_command(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(test_file)],
+        cwd=tmp_path,
+    )
+    assert result.code == 0, result.out + result.err
+    assert "1 passed" in result.out

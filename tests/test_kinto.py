@@ -348,7 +348,7 @@ def test_kinto_concurrent_histories_are_linearizable_one_request_at_a_time(
     proxy = rewriting_proxy(kinto_service.url, serialize=True)
     result = _concurrently(proxy.url, tmp_path, 10)
     assert result.code == 0, result.out + result.err
-    assert any(line.startswith("INVARIANT PASS linearizable histories=") for line in result.lines)
+    assert any(line.startswith("INVARIANT PASS linearizable checks=") for line in result.lines)
 
 
 def test_kinto_batches_at_once_interleave_on_the_memory_backend(

@@ -90,3 +90,74 @@ def test_check_with_holds_uses_the_condition() -> None:
     probe.check("non_negative", holds=True, expected=">=0", actual=5)
     with pytest.raises(InvariantFailure, match="non_negative"):
         probe.check("non_negative", holds=False, expected=">=0", actual=-1)
+
+
+def test_a_rule_and_an_operation_with_one_name_is_a_model_error() -> None:
+    """The second definition would replace the first without a word: refused."""
+    from propworkload import operation
+
+    with pytest.raises(
+        InvalidModel, match=r"Bad defines 'charge' twice \(a rule, then an operation\)"
+    ):
+
+        class Bad(Model):
+            @rule()
+            def charge(self) -> None:
+                pass
+
+            @operation()
+            def charge(self) -> None:  # type: ignore[no-redef]  # noqa: F811
+                pass
+
+            @charge.model  # type: ignore[untyped-decorator]
+            def charge(state: Any, output: Any) -> tuple[bool, Any]:  # type: ignore[no-redef]
+                return True, state
+
+
+def test_a_rule_and_an_invariant_with_one_name_is_a_model_error() -> None:
+    with pytest.raises(
+        InvalidModel, match=r"defines 'check_it' twice \(a rule, then an invariant\)"
+    ):
+
+        class Bad(Model):
+            @rule()
+            def check_it(self) -> None:
+                pass
+
+            @invariant()
+            def check_it(self) -> None:  # type: ignore[no-redef]  # noqa: F811
+                pass
+
+
+def test_an_operation_may_not_hide_an_inherited_rule() -> None:
+    from propworkload import operation
+
+    class Base(Model):
+        @rule()
+        def pay(self) -> None:
+            pass
+
+    with pytest.raises(InvalidModel, match=r"Sub\.pay is an operation, but Base\.pay is a rule"):
+
+        class Sub(Base):
+            @operation()
+            def pay(self) -> None:
+                pass
+
+            @pay.model  # type: ignore[untyped-decorator]
+            def pay(state: Any, output: Any) -> tuple[bool, Any]:  # type: ignore[no-redef]
+                return True, state
+
+
+def test_overriding_a_rule_with_a_rule_is_allowed() -> None:
+    class Base(Model):
+        @rule()
+        def pay(self) -> None:
+            pass
+
+    class Sub(Base):
+        @rule()
+        def pay(self) -> None:
+            pass
+
+    assert Sub.pay is not Base.pay

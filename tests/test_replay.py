@@ -43,7 +43,7 @@ def test_trace_has_the_documented_fields(retry_trace: Path) -> None:
     """The trace holds model, seed, versions, target, blob, steps with exchanges, the
     failure and whether it reproduced, as docs/trace-format.md says."""
     trace = json.loads(retry_trace.read_text())
-    assert trace["format"] == "propworkload-trace" and trace["version"] == 1
+    assert trace["format"] == "propworkload-trace" and trace["version"] == 2
     assert trace["model"] == {"file": str(PAYMENTS_MODEL), "class": "Payments", "name": "payments"}
     assert trace["seed"] == 1
     assert {"propworkload_version", "hypothesis_version", "target", "tenant"} <= set(trace)
@@ -138,7 +138,7 @@ def test_trace_of_unknown_version(retry_trace: Path, propworkload: CLI, tmp_path
     path = tmp_path / "future.json"
     path.write_text(json.dumps(trace))
     line = _one_line(propworkload("replay", str(path)), 2)
-    assert "trace version 99 is not supported" in line and "version 1" in line
+    assert "trace version 99 is not supported" in line and "versions 1, 2" in line
 
 
 def test_trace_whose_model_is_missing(retry_trace: Path, propworkload: CLI, tmp_path: Path) -> None:
@@ -385,3 +385,49 @@ def test_failure_database_shared_through_redis(
     assert first.code == 1, first.out + first.err
     assert second.code == 1, second.out + second.err
     assert second.lines[-1].endswith("saved-failures=1 reproduced=1")
+
+
+TYPED_MODEL = """
+from decimal import Decimal
+
+from hypothesis import strategies as st
+from propworkload import Model, rule
+
+
+class Typed(Model):
+    sample = "payments"
+
+    @rule(pair=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+          price=st.decimals(min_value=0, max_value=5, places=2))
+    def send(self, pair, price):
+        assert isinstance(pair, tuple) and isinstance(price, Decimal), (pair, price)
+        self.http.get("/openapi.json")
+        self.check("small", holds=sum(pair) + price < 6, expected="< 6", actual=[pair, price])
+"""
+
+
+def test_rule_arguments_replay_as_the_same_python_values(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """A rule drawn a tuple and a Decimal gets a tuple and a Decimal back on replay (and in
+    the emitted regression), not a list and a string."""
+    model = tmp_path / "typed.py"
+    model.write_text(TYPED_MODEL)
+    with payments() as url:
+        found = propworkload("run", str(model), "--url", url, "--seed", "3")
+        assert found.code == 1, found.out + found.err
+        trace = _trace_of(found)
+        replayed = propworkload("replay", str(trace), "--url", url)
+        emitted = tmp_path / "test_typed_regression.py"
+        assert propworkload("replay", str(trace), "--emit-pytest", str(emitted)).code == 0
+        regression = run_command(
+            ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(emitted)],
+            env={"APP_URL": url},
+        )
+    steps = json.loads(trace.read_text())["steps"]
+    assert "$tuple" in json.dumps(steps[-1]["arguments"])
+    assert replayed.code == 1, replayed.out + replayed.err
+    assert "REPLAY reproduced: small failed again" in replayed.out
+    text = emitted.read_text()
+    assert "pair=(" in text and "run.value({'$decimal'" in text
+    assert regression.code == 1 and "InvariantFailure" in regression.out, regression.out

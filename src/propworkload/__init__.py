@@ -5,8 +5,6 @@ Hypothesis users know (``rule``, ``invariant``, ``precondition``, ``initialize``
 ``Bundle``, ``consumes``, ``multiple``) are re-exported unchanged.
 """
 
-import importlib.metadata as _metadata
-
 from hypothesis.stateful import (
     Bundle,
     consumes,
@@ -33,11 +31,7 @@ from ._operations import UNKNOWN, operation
 from ._possible import Possible
 from ._replay import Replay
 from ._runtime import reachable, sometimes
-
-try:
-    __version__ = _metadata.version("propworkload")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+source"
+from ._version import __version__
 
 __all__ = [  # noqa: RUF022 - plain sorted order (tests/test_exported_members.py)
     "Bundle",

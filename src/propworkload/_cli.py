@@ -8,11 +8,9 @@ one line on stderr, never a traceback.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,25 +19,26 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ._database import open_database
-from ._engine import RunConfig, fresh_seed, run_model, ssl_context
-from ._errors import InvalidOption, InvalidTrace, PropworkloadError
-from ._events import FailureFound, Notice
-from ._faults import FAULT_KINDS, FaultPlan, parse_faults
+from . import _commands as commands
+from ._commands import (
+    DEFAULT_EXAMPLES,
+    DEFAULT_STEPS,
+    DEFAULT_TIME_BUDGET,
+    ExploreOptions,
+    RunOptions,
+)
+from ._errors import InvalidOption, PropworkloadError
+from ._faults import FAULT_KINDS
 from ._loader import load_model
 from ._model import Model
-from ._record import redact_url
-from ._runtime import StopRun
-from ._target import resolve_target
-from ._trace import Artifacts, TraceWriter, load_trace
+from ._runtime import StopRun, clear_stop, request_stop
+from ._scaffold import scaffold
+from .samples import load_sample, validate_bugs
+from .samples._serve import serve_socket
 
 __all__ = ["cli", "cli_main", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_EXAMPLES = 100
-DEFAULT_STEPS = 20
-DEFAULT_TIME_BUDGET = 120.0
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -73,7 +72,8 @@ _faults_option = click.option(
     "--faults",
     default="",
     metavar="KIND,...",
-    help=f"Inject network faults into the rules' requests: {', '.join(FAULT_KINDS)}, or all.",
+    help="Inject network faults into the requests of rules (and operations): "
+    f"{', '.join(FAULT_KINDS)}, or all.",
 )
 _fault_rate_option = click.option(
     "--fault-rate",
@@ -83,13 +83,21 @@ _fault_rate_option = click.option(
 )
 
 
-def _fault_plan(faults: str, fault_rate: float | None) -> FaultPlan | None:
-    if not faults:
-        if fault_rate is not None:
-            raise InvalidOption("--fault-rate needs --faults: say which faults to inject")
-        return None
-    kinds = parse_faults(faults)
-    return FaultPlan(kinds=kinds) if fault_rate is None else FaultPlan(kinds=kinds, rate=fault_rate)
+_concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="K",
+    help="Each example is a parallel program: a prefix, then K clients at once; the "
+    "history must be linearizable (models with @operation).",
+)
+_repeat_option = click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --concurrency: runs of each program before it passes (once one failed, "
+    "runs adapt to how often it fails)  [default: 3]",
+)
 
 
 def _run_options(command: F) -> F:
@@ -121,175 +129,17 @@ def _run_options(command: F) -> F:
         _database_option,
         _faults_option,
         _fault_rate_option,
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=2),
-            default=None,
-            metavar="K",
-            help="Run K clients at once after a sequential prefix and check the history "
-            "for linearizability (models with @operation).",
-        ),
-        click.option(
-            "--repeat",
-            type=click.IntRange(min=1),
-            default=None,
-            help="With --concurrency: runs of each program (scheduling differs)  [default: 3]",
-        ),
+        _concurrency_option,
+        _repeat_option,
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _execute(
-    model_cls: type[Model],
-    model_path: str | None,
-    *,
-    url: str | None,
-    examples: int,
-    steps: int,
-    seed: int | None,
-    time_budget: float,
-    database: str,
-    faults: str,
-    fault_rate: float | None,
-    concurrency: int | None,
-    repeat: int | None,
-) -> int:
-    from ._console import ConsoleReporter
-
-    if repeat is not None and concurrency is None:
-        raise InvalidOption("--repeat needs --concurrency: it is the runs of each program")
-
-    console = ConsoleReporter()
-    pinned = seed is not None
-    seed = fresh_seed() if seed is None else seed
-    artifacts = Artifacts(notify=lambda message: console(Notice(message=message)))
-    failures_db = open_database(database, default_folder=lambda: artifacts.folder() / "examples")
-    embedded = not (url or os.environ.get("APP_URL"))
-    if concurrency is not None:
-        if faults:
-            raise InvalidOption("--faults and --concurrency cannot be combined yet")
-        with resolve_target(url, model_cls) as target, _stop_on_signals():
-            return _execute_concurrent(
-                model_cls,
-                model_path,
-                target=target,
-                sample=model_cls.sample if embedded else None,
-                seed=seed,
-                pinned=pinned,
-                examples=examples,
-                time_budget=time_budget,
-                database=failures_db,
-                concurrency=concurrency,
-                repeat=repeat or 3,
-                artifacts=artifacts,
-            )
-    with resolve_target(url, model_cls) as target, _stop_on_signals():
-        try:
-            config = RunConfig(
-                url=target,
-                examples=examples,
-                steps=steps,
-                seed=seed,
-                time_budget=time_budget,
-                model_path=model_path,
-                database=failures_db,
-                retry_saved=not pinned,
-                faults=_fault_plan(faults, fault_rate),
-            )
-        except ValueError as exc:
-            raise InvalidOption(str(exc)) from None
-        writer = TraceWriter.for_model(
-            model_cls,
-            model_path,
-            seed=seed,
-            target=target,
-            artifacts=artifacts,
-            sample=model_cls.sample if embedded else None,
-        )
-        result = run_model(model_cls, config, listeners=[console], write_trace=writer)
-    return result.exit_code
-
-
-def _execute_concurrent(
-    model_cls: type[Model],
-    model_path: str | None,
-    *,
-    target: str,
-    sample: str | None,
-    seed: int,
-    pinned: bool,
-    examples: int,
-    time_budget: float,
-    database: Any,
-    concurrency: int,
-    repeat: int,
-    artifacts: Artifacts,
-    progress_every: float | None = None,
-    generate_share: float = 0.7,
-) -> int:
-    from ._concurrent import ConcurrentWriter, failure_line, program_lines, run_concurrent
-    from ._engine import probe
-
-    click.echo(
-        f"SEED {seed} model={model_cls.model_name()} target={redact_url(target)} "
-        f"concurrency={concurrency}"
-    )
-    probe(target)
-    writer = ConcurrentWriter(
-        model_cls=model_cls,
-        model_file=model_path,
-        seed=seed,
-        target=target,
-        sample=sample,
-        concurrency=concurrency,
-        repeat=repeat,
-        folder=artifacts.folder,
-    )
-    result = run_concurrent(
-        model_cls,
-        url=target,
-        seed=seed,
-        concurrency=concurrency,
-        repeat=repeat,
-        examples=examples,
-        time_budget=time_budget,
-        database=database,
-        retry_saved=not pinned,
-        write=writer,
-        progress=click.echo,
-        progress_every=progress_every,
-        generate_share=generate_share,
-    )
-    if result.failure is not None:
-        click.echo(failure_line(result.failure))
-        failed, runs = result.reproduced
-        size = result.failure.program.size
-        note = "flaky: it did not fail again when re-run; " if result.flaky else ""
-        shrunk = f", shrunk from {result.first_size}" if result.first_size else ""
-        click.echo(
-            f"  minimal parallel program ({size} operations{shrunk}; {note}"
-            f"failed {failed}/{runs} runs):"
-        )
-        for line in program_lines(result.failure):
-            click.echo(line)
-        click.echo(f"  timeline: {result.timeline_path}")
-        click.echo(f"  trace: {result.trace_path}")
-        click.echo(f"  replay: propworkload replay {result.trace_path}")
-    else:
-        unchecked = f" unchecked={result.unchecked}" if result.unchecked else ""
-        click.echo(
-            f"INVARIANT PASS linearizable histories={result.runs} "
-            f"operations={result.operations}{unchecked}"
-        )
-    verdict = "passed" if result.passed else "failed"
-    extra = f" stopped={result.stopped.replace(' ', '-')}" if result.stopped else ""
-    click.echo(
-        f"SUMMARY {verdict} examples={result.examples} runs={result.runs} "
-        f"operations={result.operations} seconds={result.seconds:.1f}{extra}"
-    )
-    return result.exit_code
+def _execute(model_cls: type[Model], model_path: str | None, **options: Any) -> int:
+    with _stop_on_signals():
+        return commands.run(model_cls, model_path, RunOptions(**options))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -354,201 +204,13 @@ def run(model: str, **options: Any) -> int:
     help="Write JUnit XML: one test case per invariant.",
 )
 @click.option("--fail-on-gap", is_flag=True, help="Coverage gaps fail the run (exit 1).")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=2),
-    default=None,
-    metavar="K",
-    help="Explore K clients at once (models with @operation); one worker, no reports.",
-)
-@click.option(
-    "--repeat",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="With --concurrency: runs of each program.",
-)
-def explore(
-    model: str,
-    url: str | None,
-    time_budget: float | None,
-    examples: int | None,
-    workers: int,
-    seed: int | None,
-    steps: int,
-    database: str,
-    faults: str,
-    fault_rate: float | None,
-    report_json: Path | None,
-    junit: Path | None,
-    fail_on_gap: bool,
-    concurrency: int | None,
-    repeat: int,
-) -> int:
+@_concurrency_option
+@_repeat_option
+def explore(model: str, **options: Any) -> int:
     """Explore MODEL for a long time: every distinct failure, coverage, reports."""
-    from ._console import fail_line, format_coverage, sequence_lines
-    from ._explore import ExploreResult, explore_workers
-    from ._explore import explore as run_explore
-    from ._model import invariants_of, rules_of
-    from ._progress import Progress
-    from ._report import json_report, write_json_report, write_junit
-
-    if time_budget is not None and examples is not None:
-        raise InvalidOption("give --time-budget or --examples, not both")
-    budget = time_budget if time_budget is not None else (300.0 if examples is None else 86400.0)
     model_cls, path = load_model(model)
-    fault_plan = _fault_plan(faults, fault_rate)
-    pinned = seed is not None
-    seed = fresh_seed() if seed is None else seed
-    embedded = not (url or os.environ.get("APP_URL"))
-    if concurrency is not None:
-        if workers != 1 or fault_plan or report_json or junit or fail_on_gap:
-            raise InvalidOption(
-                "explore --concurrency runs one worker without faults or reports (yet): "
-                "drop --workers, --faults, --report-json, --junit and --fail-on-gap"
-            )
-        artifacts = Artifacts(notify=lambda message: click.echo(f"NOTE {message}"))
-        database_path = open_database(
-            database, default_folder=lambda: artifacts.folder() / "examples"
-        )
-        with resolve_target(url, model_cls) as target, _stop_on_signals():
-            return _execute_concurrent(
-                model_cls,
-                str(path),
-                target=target,
-                sample=model_cls.sample if embedded else None,
-                seed=seed,
-                pinned=pinned,
-                examples=examples if examples is not None else 10**9,
-                time_budget=budget,
-                database=database_path,
-                concurrency=concurrency,
-                repeat=repeat,
-                artifacts=artifacts,
-                progress_every=5.0,
-                # Long runs: search for 90% of the budget, keep the rest for shrinking.
-                generate_share=0.9,
-            )
-    progress = Progress(budget=budget if examples is None else None)
-    artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))
-    try:
-        with resolve_target(url, model_cls) as target, _stop_on_signals():
-            progress.print(
-                f"SEED {seed} model={model_cls.model_name()} target={redact_url(target)} "
-                f"workers={workers}"
-            )
-            if workers == 1:
-                failures_db = open_database(
-                    database, default_folder=lambda: artifacts.folder() / "examples"
-                )
-                config = RunConfig(
-                    url=target,
-                    seed=seed,
-                    steps=steps,
-                    time_budget=budget,
-                    model_path=str(path),
-                    database=failures_db,
-                    retry_saved=not pinned,
-                    faults=fault_plan,
-                )
-
-                def make_writer(round_seed: int) -> TraceWriter:
-                    return TraceWriter.for_model(
-                        model_cls,
-                        str(path),
-                        seed=round_seed,
-                        target=target,
-                        artifacts=artifacts,
-                        sample=model_cls.sample if embedded else None,
-                    )
-
-                def found(event: Any) -> None:
-                    if isinstance(event, FailureFound) and event.first and event.example.failure:
-                        progress.print(
-                            f"FOUND {event.example.failure.invariant} in example "
-                            f"{event.example.number} ({len(event.example.steps)} steps); shrinking"
-                        )
-
-                result = run_explore(
-                    model_cls,
-                    config,
-                    examples=examples,
-                    listeners=[progress, found],
-                    make_writer=make_writer,
-                )
-            else:
-                db_spec = database or str(artifacts.folder() / "examples")
-                jobs = [
-                    {
-                        "model": f"{path}::{model_cls.__name__}",
-                        "model_path": str(path),
-                        "url": target,
-                        "seed": seed + 1000 * i,
-                        "steps": steps,
-                        "time_budget": budget,
-                        "database": db_spec,
-                        "retry_saved": not pinned,
-                        "faults": fault_plan,
-                        "examples": None if examples is None else -(-examples // workers),
-                        "sample": model_cls.sample if embedded else None,
-                        "worker": i,
-                    }
-                    for i in range(workers)
-                ]
-                started = time.perf_counter()
-                parts = explore_workers(jobs, tick=progress.set)
-                result = ExploreResult(
-                    model=model_cls.model_name(), target=target, seed=seed, workers=workers
-                )
-                for part in parts:
-                    result.merge(part)
-                if not parts:
-                    result.stopped = "interrupted"
-                result.seconds = time.perf_counter() - started
-    finally:
-        progress.close()
-    rules, invariants = rules_of(model_cls), invariants_of(model_cls)
-    coverage = result.coverage.to_json(
-        rules=rules, invariants=invariants, markers=list(model_cls._pw_markers)
-    )
-    result.gaps = coverage["gaps"]
-    for found_failure in result.failures:
-        click.echo(fail_line(found_failure.failure))
-        n = len(found_failure.example.steps)
-        if found_failure.flaky:
-            click.echo(f"  failing sequence ({n} steps; flaky: it did not fail again):")
-        elif not found_failure.minimal:
-            click.echo(f"  failing sequence ({n} steps; not fully shrunk):")
-        else:
-            click.echo(f"  minimal sequence ({n} steps, shrunk from {found_failure.first_steps}):")
-        for line in sequence_lines(found_failure.example.steps):
-            click.echo(line)
-        if found_failure.trace_path:
-            click.echo(f"  trace: {found_failure.trace_path}")
-            click.echo(f"  replay: propworkload replay {found_failure.trace_path}")
-    failed_names = {f.failure.invariant for f in result.failures}
-    for name, count in coverage["checks"].items():
-        if name not in failed_names:
-            click.echo(f"INVARIANT PASS {name} checks={count}")
-    for line in format_coverage(coverage):
-        click.echo(line)
-    code = result.exit_code
-    if code == 0 and fail_on_gap and result.gaps:
-        code = 1
-    if report_json:
-        write_json_report(report_json, json_report(result, coverage=coverage, failed=code == 1))
-        click.echo(f"REPORT json: {report_json}")
-    if junit:
-        write_junit(junit, result, invariants=list(coverage["checks"]), gaps_fail=fail_on_gap)
-        click.echo(f"REPORT junit: {junit}")
-    verdict = "failed" if code == 1 else "passed"
-    extra = f" stopped={result.stopped}" if result.stopped else ""
-    click.echo(
-        f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
-        f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
-        f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
-    )
-    return code
+    with _stop_on_signals():
+        return commands.explore(model_cls, str(path), ExploreOptions(**options))
 
 
 @cli.command()
@@ -558,8 +220,8 @@ def explore(
     "--repeat",
     type=click.IntRange(min=1),
     default=None,
-    help="Replay N times and print reproduced k/N (default 1; for a concurrent trace, "
-    "the runs per program it was found with).",
+    help="Replay N times and print reproduced k/N (default 1; for a parallel program, "
+    "as many runs as the search needed to see it fail).",
 )
 @click.option(
     "--model",
@@ -581,126 +243,16 @@ def replay(
     emit_pytest: Path | None,
 ) -> int:
     """Re-execute the steps recorded in TRACE and say whether the failure happens again."""
-    from ._console import format_replay
-    from ._regression import emit_pytest as write_pytest
-    from ._replay import model_path_from_trace, replay_trace
-    from ._target import check_url
-
-    trace = load_trace(trace_file)
-    model_path = Path(model_file) if model_file else model_path_from_trace(trace, Path(trace_file))
-    if not model_path.is_file():
-        raise InvalidTrace(
-            f"{trace_file}: its model file {model_path} is missing; pass --model PATH"
-        )
-    if emit_pytest is not None and trace.get("kind") == "concurrent":
-        raise InvalidOption("--emit-pytest does not write concurrent traces yet; replay them")
-    if emit_pytest is not None:
-        write_pytest(trace, Path(trace_file), model_path, emit_pytest)
-        click.echo(
-            f"wrote {emit_pytest}; run it with: APP_URL=<service> python -m pytest {emit_pytest}"
-        )
-        return 0
-    model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
-    target: str | None
-    if url:
-        target = shown = check_url(url, "--url")
-    elif os.environ.get("APP_URL"):
-        target = shown = check_url(os.environ["APP_URL"], "APP_URL")
-    elif trace.get("sample") and trace.get("sample") == model_cls.sample:
-        # The run used the embedded sample service, long gone: start a fresh one.
-        target, shown = None, f"embedded-{trace['sample']}-sample"
-    else:
-        target = shown = check_url(trace["target"], "the trace's target")
-    if trace.get("kind") == "concurrent":
-        return _replay_concurrent(trace, trace_file, model_cls, target, shown, repeat)
-    repeat = repeat or 1
-    steps = len(trace["steps"])
-    click.echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} steps={steps}")
-    reproduced = failed = 0
-    detailed = False
     with _stop_on_signals():
-        for run_number in range(1, repeat + 1):
-            outcome = replay_trace(trace, model_cls, target)
-            reproduced += outcome.reproduced
-            failed += outcome.failure is not None
-            if repeat == 1:
-                for line in format_replay(outcome):
-                    click.echo(line)
-                continue
-            verdict = (
-                "reproduced"
-                if outcome.reproduced
-                else (
-                    f"failed with {outcome.failure.invariant}"
-                    if outcome.failure
-                    else "did not reproduce"
-                )
-            )
-            click.echo(f"run {run_number}/{repeat}: {verdict}")
-            if not detailed and (outcome.failure is not None or run_number == repeat):
-                detailed = True
-                for line in format_replay(outcome):
-                    click.echo(f"  {line}")
-    if repeat > 1:
-        click.echo(f"REPLAY reproduced {reproduced}/{repeat}")
-    return 1 if failed else 0
-
-
-def _replay_concurrent(
-    trace: dict[str, Any],
-    trace_file: str,
-    model_cls: type[Model],
-    target: str | None,
-    shown: str,
-    repeat: int | None,
-) -> int:
-    from ._concurrent import Program, execute_program, failure_line
-    from ._engine import probe
-    from ._operations import operations_of
-    from ._runtime import RunState
-
-    try:
-        program = Program.from_json(trace["program"])
-        recorded = int(trace.get("repeat") or 1)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidTrace(f"{trace_file}: the concurrent program is malformed ({exc})") from None
-    known = operations_of(model_cls)
-    used = {
-        name for branch in (program.prefix, *program.branches, program.final) for name, _ in branch
-    }
-    if used - set(known):
-        raise InvalidTrace(
-            f"{trace_file}: the trace runs operation {sorted(used - set(known))[0]!r}, which "
-            f"{model_cls.__name__} does not have (was the model changed?)"
+        return commands.replay(
+            trace_file, url=url, repeat=repeat, model_file=model_file, emit_pytest=emit_pytest
         )
-    runs = repeat or max(1, recorded)
-    click.echo(
-        f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} "
-        f"operations={program.size} clients={len(program.branches)} runs={runs}"
-    )
-    import httpx
-
-    reproduced = 0
-    with resolve_target(target, model_cls) as url, _stop_on_signals():
-        probe(url)
-        with httpx.HTTPTransport(retries=0, verify=ssl_context()) as transport:
-            state = RunState(url=url, transport=transport)
-            state.answered()
-            for number in range(1, runs + 1):
-                outcome = execute_program(model_cls, program, state)
-                reproduced += outcome.failed
-                verdict = failure_line(outcome) if outcome.failed else "linearizable"
-                click.echo(f"run {number}/{runs}: {verdict}")
-    click.echo(f"REPLAY reproduced {reproduced}/{runs}")
-    return 1 if reproduced else 0
 
 
 @cli.command()
 @click.argument("name")
 def new(name: str) -> int:
     """Write models/NAME.py and .workers/workloads/NAME.py here, to start a model from."""
-    from ._scaffold import scaffold
-
     for path in scaffold(name, Path.cwd()):
         click.echo(f"wrote {path}")
     click.echo(f"run it: APP_URL=http://HOST:PORT python3 models/{name}.py")
@@ -726,9 +278,6 @@ def new(name: str) -> int:
 @click.option("--list-bugs", is_flag=True, help="Print the seeded bugs, one per line, and exit.")
 def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
     """Run sample service NAME in the foreground on 127.0.0.1."""
-    from .samples import load_sample, validate_bugs
-    from .samples._serve import serve_socket
-
     module = load_sample(name)
     if list_bugs:
         width = max(len(bug.name) for bug in module.BUGS)
@@ -764,8 +313,11 @@ def _stop_on_signals() -> Iterator[None]:
     and rewrites the trace, instead of dying mid-way."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        raise StopRun("terminated" if signum == signal.SIGTERM else "interrupted")
+        reason = "terminated" if signum == signal.SIGTERM else "interrupted"
+        request_stop(reason)  # in case the exception below is swallowed where it lands
+        raise StopRun(reason)
 
+    clear_stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield

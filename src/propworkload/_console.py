@@ -14,83 +14,33 @@
 
 from __future__ import annotations
 
-import json
-import re
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
-from ._engine import RunResult
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
-from ._record import Exchange, Failure, Step, redact_url
+from ._parallel import program_lines
+from ._record import ExampleRecord, Exchange, Failure, Step, redact_url
 from ._replay import ReplayOutcome
+from ._results import RunResult
+from ._text import VALUE_WIDTH, cut, focus, short
 
 __all__ = [
     "ConsoleReporter",
+    "example_lines",
     "fail_line",
     "focus",
     "format_coverage",
     "format_replay",
     "format_result",
     "format_step",
+    "found_line",
     "sequence_lines",
     "short",
+    "trace_lines",
 ]
 
-_BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
-VALUE_WIDTH = 60
 CALL_WIDTH = 44
-
-
-def short(value: Any, width: int = VALUE_WIDTH) -> str:
-    """``value`` on one line, at most ``width`` characters; plain words unquoted."""
-    if isinstance(value, str) and _BARE.match(value):
-        text = value
-    elif value is None or isinstance(value, bool):
-        text = repr(value)
-    elif isinstance(value, str | int | float):
-        text = json.dumps(value)
-    else:
-        try:
-            text = json.dumps(value, separators=(",", ":"), sort_keys=False, default=repr)
-        except (TypeError, ValueError):
-            text = repr(value)
-    text = " ".join(text.split())
-    if len(text) > width:
-        text = text[: width - 3] + "..."
-    return text
-
-
-_MISSING = object()
-_IDENTITY = ("id", "key", "name")
-
-
-def focus(expected: Any, actual: Any) -> tuple[Any, Any]:
-    """The parts of ``expected`` and ``actual`` that differ.
-
-    Dicts keep the differing keys (and identity keys such as ``id`` that tell items
-    apart); equal-length lists keep the differing items, keyed ``"[i]"``.
-    """
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        keys = [
-            k
-            for k in {**expected, **actual}
-            if expected.get(k, _MISSING) != actual.get(k, _MISSING)
-        ]
-        same_ids = [k for k in _IDENTITY if k in expected and expected.get(k) == actual.get(k)]
-        picked_e: dict[str, Any] = {k: expected[k] for k in same_ids}
-        picked_a: dict[str, Any] = {k: actual[k] for k in same_ids}
-        for k in keys:
-            e, a = focus(expected.get(k, _MISSING), actual.get(k, _MISSING))
-            if e is not _MISSING:
-                picked_e[k] = e
-            if a is not _MISSING:
-                picked_a[k] = a
-        return picked_e, picked_a
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        differ = [i for i, (e, a) in enumerate(zip(expected, actual, strict=True)) if e != a]
-        pairs = {f"[{i}]": focus(expected[i], actual[i]) for i in differ}
-        return {k: e for k, (e, _) in pairs.items()}, {k: a for k, (_, a) in pairs.items()}
-    return expected, actual
 
 
 def _expected_actual(expected: Any, actual: Any) -> tuple[str, str]:
@@ -155,6 +105,9 @@ def format_step(step: Step) -> tuple[str, str]:
 def fail_line(failure: Failure) -> str:
     """``INVARIANT FAIL name expected=... actual=... ids... step=N``."""
     expected, actual = _expected_actual(failure.expected, failure.actual)
+    if failure.operation is not None and isinstance(failure.actual, str):
+        # A history that is not linearizable: the operation that fits no order, as text.
+        actual = cut(" ".join(failure.actual.split()), 2 * VALUE_WIDTH)
     head = f"INVARIANT FAIL {failure.invariant} expected={expected} actual={actual}"
     ids = " ".join(f"{k}={short(v, 40)}" for k, v in failure.ids.items() if v is not None)
     return " ".join(part for part in (head, ids, f"step={failure.step}") if part)
@@ -172,34 +125,71 @@ def sequence_lines(steps: list[Step]) -> list[str]:
     return lines
 
 
+def example_lines(
+    example: ExampleRecord,
+    *,
+    shrunk_from: int | None,
+    flaky: bool = False,
+    stopped: str | None = None,
+    minimal: bool = True,
+) -> list[str]:
+    """A failing example under its ``INVARIANT FAIL`` line: how it came to be, then its
+    steps (or, for a parallel program, its clients side by side)."""
+    n = example.size
+    noun = (
+        ("operation" if n == 1 else "operations")
+        if example.parallel
+        else ("step" if n == 1 else "steps")
+    )
+    what = "parallel program" if example.parallel else "sequence"
+    runs = f"; failed {example.failed_runs}/{example.runs} runs" if example.parallel else ""
+    if flaky:
+        head = f"  failing {what} ({n} {noun}; flaky: it did not fail again when re-run{runs}):"
+    elif not minimal and not stopped:
+        head = f"  failing {what} ({n} {noun}; not fully shrunk{runs}):"
+    else:
+        origin = f", shrunk from {shrunk_from}" if shrunk_from is not None else ""
+        cut_short = ""
+        if stopped == "time budget":
+            cut_short = "; shrinking stopped at the time budget"
+        elif stopped:
+            cut_short = f"; shrinking stopped: {stopped}"
+        head = f"  minimal {what} ({n} {noun}{origin}{cut_short}{runs}):"
+    body = program_lines(example) if example.parallel else sequence_lines(example.steps)
+    return [head, *body]
+
+
+def trace_lines(trace_path: Path | None, example: ExampleRecord) -> list[str]:
+    """Where the trace (and a parallel program's timeline) is, and how to replay it."""
+    if trace_path is None:
+        return []
+    lines = []
+    if example.parallel:
+        lines.append(f"  timeline: {trace_path.with_suffix('.html')}")
+    lines.append(f"  trace: {trace_path}")
+    lines.append(f"  replay: propworkload replay {trace_path}")
+    return lines
+
+
 def format_result(result: RunResult) -> list[str]:
     """The lines printed when a run ends (after the SEED line)."""
     lines: list[str] = []
     if result.failure is not None and result.example is not None:
         lines.append(fail_line(result.failure))
-        steps = result.example.steps
         first = result.first_example
-        n = len(steps)
-        noun = "step" if n == 1 else "steps"
-        if result.flaky:
-            lines.append(
-                f"  failing sequence ({n} {noun}; flaky: it did not fail again when re-run):"
-            )
-        else:
-            origin = f", shrunk from {len(first.steps)}" if first is not None else ""
-            stopped = ""
-            if result.stopped == "time budget":
-                stopped = "; shrinking stopped at the time budget"
-            elif result.stopped:
-                stopped = f"; shrinking stopped: {result.stopped}"
-            lines.append(f"  minimal sequence ({n} {noun}{origin}{stopped}):")
-        lines.extend(sequence_lines(steps))
-        if result.trace_path is not None:
-            lines.append(f"  trace: {result.trace_path}")
-            lines.append(f"  replay: propworkload replay {result.trace_path}")
+        lines += example_lines(
+            result.example,
+            shrunk_from=first.size if first is not None else None,
+            flaky=result.flaky,
+            stopped=result.stopped,
+        )
+        lines += trace_lines(result.trace_path, result.example)
     else:
         for name, count in result.checks.items():
-            lines.append(f"INVARIANT PASS {name} checks={count}")
+            unchecked = ""
+            if name == "linearizable" and result.unchecked:
+                unchecked = f" unchecked={result.unchecked} (the check timed out)"
+            lines.append(f"INVARIANT PASS {name} checks={count}{unchecked}")
         coverage = result.coverage
         for name, missed in sorted(coverage.unobserved.items()):
             lines.append(
@@ -224,11 +214,25 @@ def format_result(result: RunResult) -> list[str]:
             extra += " (" + ", ".join(f"{k}={v}" for k, v in sorted(injected.items())) + ")"
     if result.abandoned:
         extra += f" abandoned={result.abandoned}"
+    if result.concurrency is not None:
+        extra += f" runs={result.runs}"
     lines.append(
         f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"
     )
     return lines
+
+
+def found_line(example: ExampleRecord) -> str:
+    """``FOUND <invariant> in example N (M steps); shrinking``."""
+    name = example.failure.invariant if example.failure else "?"
+    n = example.size
+    noun = (
+        ("operation" if n == 1 else "operations")
+        if example.parallel
+        else ("step" if n == 1 else "steps")
+    )
+    return f"FOUND {name} in example {example.number} ({n} {noun}); shrinking"
 
 
 def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[str]:
@@ -311,16 +315,13 @@ class ConsoleReporter:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             target = redact_url(event.target)
-            self._print(f"SEED {event.seed} model={event.model} target={target}")
+            clients = event.settings.get("concurrency")
+            extra = f" concurrency={clients}" if clients else ""
+            self._print(f"SEED {event.seed} model={event.model} target={target}{extra}")
         elif isinstance(event, Notice):
             self._print(f"NOTE {event.message}")
         elif isinstance(event, FailureFound) and event.first:
-            failure = event.example.failure
-            name = failure.invariant if failure else "?"
-            self._print(
-                f"FOUND {name} in example {event.example.number} "
-                f"({len(event.example.steps)} steps); shrinking"
-            )
+            self._print(found_line(event.example))
         elif isinstance(event, RunFinished):
             for line in format_result(event.result):
                 self._print(line)

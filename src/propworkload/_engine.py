@@ -1,12 +1,17 @@
-"""Runs a model under Hypothesis and turns what happened into a :class:`RunResult`.
+"""The engine: runs a model under Hypothesis and turns what happened into a
+:class:`RunResult`.
 
-The engine never prints. It publishes a :class:`RunState` for the model instances,
-runs Hypothesis's state-machine test with settings derived from :class:`RunConfig`,
-and emits events (see ``_events``) to its listeners as examples finish.
+One engine, two drivers. The sequential driver runs the model as Hypothesis's state
+machine (an example is a sequence of rules); the parallel driver (``--concurrency K``)
+draws parallel programs (``_parallel``) and runs each against the service (an example is a
+program). Everything else is shared: the run's state and records, the budget, stops by
+signal or by a lost target, the failure database, the events listeners consume
+(console, progress, traces) and the result.
 
-Budget: generation stops at 70% of ``time_budget``; once a failure is found, shrinking may
-use the rest. Both stop by raising :class:`StopRun` (a ``BaseException``) from inside the
-next example, so Hypothesis ends at once; the tool then reports from its own records.
+Budget: generation stops at ``generate_share`` of ``time_budget``; once a failure is
+found, shrinking may use the rest. Both stop by raising :class:`StopRun` (a
+``BaseException``) from inside the next example, so Hypothesis ends at once; the tool
+then reports from its own records. The engine never prints.
 """
 
 from __future__ import annotations
@@ -15,36 +20,43 @@ import ast
 import functools
 import random
 import re
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import attrs
 import httpx
 import hypothesis
-from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import strategies as st
+from hypothesis.control import current_build_context
 from hypothesis.errors import Flaky, HypothesisException, Unsatisfiable
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
-from ._coverage import Coverage
 from ._database import WatchedDatabase
-from ._errors import (
-    InvalidModel,
-    InvalidOption,
-    PropworkloadError,
-    TargetError,
-    TargetUnreachable,
-)
+from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetError, TargetUnreachable
 from ._events import Event, FailureFound, RunFinished, RunStarted
 from ._faults import FaultPlan
-from ._model import Model
-from ._record import ExampleRecord, Failure
+from ._model import Model, invariants_of, rules_of
+from ._parallel import ProgramShape, execute_program, runs_needed
+from ._record import ExampleRecord
+from ._results import RunResult
 from ._runtime import RunState, StopRun, using_run
+from ._target import probe, ssl_context
 
-__all__ = ["RunConfig", "RunResult", "fresh_seed", "probe", "run_model", "ssl_context"]
+__all__ = ["RunConfig", "RunResult", "catalog", "fresh_seed", "run_model"]
+
+#: Most runs of one parallel program in one example (the adaptive repeats' ceiling).
+MAX_RUNS = 60
+#: Failures of the first failing program to see before estimating how often it fails.
+MEASURE_FAILURES = 3
+
+
+def _concurrency(instance: Any, attribute: Any, value: int | None) -> None:
+    if value is not None and value < 2:
+        raise ValueError("--concurrency must be at least 2 (clients at once)")
 
 
 @attrs.frozen(kw_only=True)
@@ -53,6 +65,7 @@ class RunConfig:
 
     url: str
     examples: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    #: Steps of a sequential example; operations of a parallel program.
     steps: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     seed: int | None = None
     time_budget: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
@@ -65,52 +78,26 @@ class RunConfig:
     generate_share: float = attrs.field(
         default=0.7, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
     )
-    #: Invariants already known to fail (explore's later rounds): their checks are counted
-    #: but do not stop the example, so the search can find other failures.
+    #: Signatures of failures already known (explore's later rounds, see
+    #: ``Failure.signature``): their checks are counted but do not stop the example, so
+    #: the search can find other failures.
     known_failures: frozenset[str] = frozenset()
-    #: Faults to inject into the rules' requests (``--faults``), or None.
+    #: Faults to inject into the rules' (or operations') requests (``--faults``), or None.
     faults: FaultPlan | None = None
     #: Seconds without any answer after which connection errors end the run (exit 3).
     unreachable_after: float = 10.0
-
-
-@attrs.frozen(kw_only=True)
-class RunResult:
-    """How a run ended.
-
-    ``example`` is the minimal failing example (or the original one when the failure was
-    flaky), ``first_example`` the first failing example seen, before shrinking.
-    """
-
-    model: str
-    seed: int
-    target: str
-    passed: bool
-    examples: int
-    steps: int
-    seconds: float
-    checks: dict[str, int]
-    failure: Failure | None = None
-    example: ExampleRecord | None = None
-    first_example: ExampleRecord | None = None
-    flaky: bool = False
-    stopped: str | None = None
-    trace_path: Path | None = None
-    blob: str | None = None
-    saved_retried: int = 0
-    saved_dropped: int = 0
-    #: Examples dropped because a rule's outcome became unknown and the rule let the
-    #: transport error escape (see ``Model.retry``).
-    abandoned: int = 0
-    faults: FaultPlan | None = None
-    coverage: Coverage = attrs.field(factory=Coverage)
-
-    @property
-    def exit_code(self) -> int:
-        if not self.passed:
-            return 1
-        # Stopped by a signal before anything failed: not a pass, the conventional status.
-        return {"terminated": 143, "interrupted": 130}.get(self.stopped or "", 0)
+    #: Clients at once (``--concurrency``): each example is then a parallel program.
+    concurrency: int | None = attrs.field(default=None, validator=_concurrency)
+    #: Parallel programs: runs of each program before it counts as passing; once one
+    #: failed, the runs adapt to how often it fails.
+    repeat: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    #: Parallel programs: draw short waits before clients' operations.
+    perturb: bool = True
+    #: Parallel programs: seconds the linearizability check of one history may take.
+    check_timeout: float = 10.0
+    #: A transport to reach the target with instead of the network (an app served
+    #: in-process, see ``_asgi``); the run does not close it.
+    transport: httpx.BaseTransport | None = attrs.field(default=None, eq=False)
 
 
 def fresh_seed() -> int:
@@ -118,25 +105,15 @@ def fresh_seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
-@functools.cache
-def ssl_context(*, trust_env: bool = True) -> ssl.SSLContext:
-    """The TLS context httpx makes for a transport (certifi's CAs; with ``trust_env``,
-    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` instead), made once per process: making one
-    reads the whole CA bundle (about 25 ms), and every run, probe and replay made its own."""
-    return httpx.create_ssl_context(trust_env=trust_env)
-
-
-def probe(url: str, *, timeout: float = 5.0) -> None:
-    """Raise :class:`TargetUnreachable` unless something answers HTTP at ``url``."""
-    try:
-        verify = ssl_context(trust_env=False)
-        with httpx.Client(timeout=timeout, trust_env=False, verify=verify) as client:
-            client.get(url)
-    except httpx.TransportError as exc:
-        reason = str(exc) or type(exc).__name__
-        raise TargetUnreachable(
-            f"cannot reach {url} ({reason}): start the service, or point APP_URL or --url at it"
-        ) from None
+def catalog(model_cls: type[Model], concurrency: int | None) -> dict[str, list[str]]:
+    """What a run of ``model_cls`` can reach, for coverage gaps: its rules (a parallel
+    run's operations), invariants and ``sometimes`` markers."""
+    if concurrency is None:
+        rules, invariants = rules_of(model_cls), invariants_of(model_cls)
+    else:
+        rules = ProgramShape(model_cls, concurrency=concurrency, steps=1).operation_names()
+        invariants = ["linearizable"]
+    return {"rules": rules, "invariants": invariants, "markers": list(model_cls._pw_markers)}
 
 
 def _hypothesis_settings(config: RunConfig) -> settings:
@@ -155,6 +132,129 @@ def _hypothesis_settings(config: RunConfig) -> settings:
         phases=phases,
         print_blob=True,
     )
+
+
+def _digest(model_cls: type[Model], config: RunConfig) -> bytes:
+    """The failure database keys saved examples by this: one key per model and mode,
+    stable across edits of the model file (Hypothesis would hash the test's source)."""
+    name = f"propworkload:{model_cls.model_name()}:{model_cls.__qualname__}"
+    if config.concurrency is not None:
+        name += f":concurrent={config.concurrency}"
+    faults = config.faults
+    if faults is not None:
+        # Runs with other faults keep their saved failures apart: a failure that needs a
+        # fault would otherwise be dropped by the next run without it.
+        name += f":faults={','.join(sorted(faults.kinds))}@{faults.rate:g}"
+    return name.encode()
+
+
+class ProgramFailed(AssertionError):
+    """A parallel program failed (the example's record says how): what Hypothesis
+    shrinks."""
+
+
+class _Sequential:
+    """The sequential driver: Hypothesis's state machine of the model."""
+
+    def __init__(self, model_cls: type[Model], config: RunConfig, state: RunState) -> None:
+        self.model_cls = model_cls
+
+    def test(self, hypothesis_settings: settings, seed: int, digest: bytes) -> Callable[[], None]:
+        factory = functools.partial(self.model_cls)
+        hypothesis.seed(seed)(factory)
+        factory._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
+        # Hypothesis documents that the factory may be any callable returning a machine.
+        machine = cast("type[Model]", factory)
+        return lambda: run_state_machine_as_test(machine, settings=hypothesis_settings)
+
+
+class _Parallel:
+    """The parallel driver: each example draws a program and runs it, ``repeat`` times
+    until one run fails; once a program has failed, every candidate gets as many runs as
+    make a failure that rare show up with 95% probability (at most ``MAX_RUNS``), so that
+    a race that fails one run in ten still shrinks."""
+
+    def __init__(self, model_cls: type[Model], config: RunConfig, state: RunState) -> None:
+        assert config.concurrency is not None
+        self.model_cls = model_cls
+        self.config = config
+        self.state = state
+        self.shape = ProgramShape(
+            model_cls,
+            concurrency=config.concurrency,
+            steps=config.steps,
+            faults=config.faults,
+            perturb=config.perturb,
+        )
+        self.runs = config.repeat
+        self.replay_runs = config.repeat
+        self.measured = False
+
+    def test(self, hypothesis_settings: settings, seed: int, digest: bytes) -> Callable[[], None]:
+        @hypothesis_settings
+        @given(st.data())
+        def parallel_program(data: st.DataObject) -> None:
+            self.example(data)
+
+        hypothesis.seed(seed)(parallel_program)
+        parallel_program._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
+        return cast("Callable[[], None]", parallel_program)
+
+    def _execute(self, program: Any, number: int) -> ExampleRecord:
+        state = self.state
+        state.before_step()
+        remaining = state.remaining()
+        timeout = self.config.check_timeout
+        record = execute_program(
+            self.model_cls,
+            program,
+            state,
+            number=number,
+            check_timeout=timeout if remaining is None else min(timeout, max(remaining, 0.1)),
+        )
+        failure = record.failure
+        if failure is not None and failure.signature in state.known_failures:
+            record.failure = None  # known already (explore): counted, not a failure again
+        state.count_run(record)
+        return record
+
+    def example(self, data: st.DataObject) -> None:
+        state = self.state
+        number = state.begin_example().number
+        program = self.shape.draw(data, current_build_context().data)
+        runs = self.runs if state.first_failure is not None else self.config.repeat
+        record = self._execute(program, number)
+        made = 1
+        while record.failure is None and made < runs:
+            record = self._execute(program, number)
+            made += 1
+        record.runs = made
+        if record.failure is None:
+            state.finish_example(record, counted=True)
+            return
+        failed = 1
+        if not self.measured:
+            # The run's first failing program: how often does it fail? That sets how many
+            # runs each candidate gets from now on, and how many a replay makes.
+            self.measured = True
+            while failed < MEASURE_FAILURES and made < MAX_RUNS and _time_left(state):
+                failed += self._execute(program, number).failure is not None
+                made += 1
+            self.runs = runs_needed(
+                failed, made, confidence=0.95, least=self.config.repeat, most=MAX_RUNS
+            )
+            self.replay_runs = runs_needed(
+                failed, made, confidence=0.99, least=self.config.repeat, most=MAX_RUNS
+            )
+        record.runs, record.failed_runs = made, failed
+        record.replay_runs = self.replay_runs
+        state.finish_example(record, counted=True)
+        raise ProgramFailed(f"{record.failure.signature if record.failure else '?'}")
+
+
+def _time_left(state: RunState) -> bool:
+    deadline = state.hard_deadline if state.first_failure else state.generate_deadline
+    return deadline is None or time.perf_counter() < deadline
 
 
 def run_model(
@@ -192,39 +292,33 @@ def run_model(
                 "time_budget": config.time_budget,
                 "faults": list(config.faults.kinds) if config.faults else [],
                 "fault_rate": config.faults.rate if config.faults else 0.0,
+                "concurrency": config.concurrency,
             },
         )
     )
-    probe(config.url)
+    probe(config.url, transport=config.transport)
 
     started = time.perf_counter()
-    transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
+    transport = config.transport or httpx.HTTPTransport(retries=0, verify=ssl_context())
     state = RunState(
         url=config.url,
         transport=transport,
         known_failures=config.known_failures,
-        faults=config.faults,
+        faults=config.faults if config.concurrency is None else None,
         unreachable_after=config.unreachable_after,
         emit=emit,
         generate_deadline=started + config.generate_share * config.time_budget,
         hard_deadline=started + config.time_budget,
     )
     state.answered()  # the probe was answered
-    factory = functools.partial(model_cls)
-    hypothesis.seed(seed)(factory)
-    # The failure database keys saved examples by this digest: one key per model, stable
-    # across edits of the model file (Hypothesis would otherwise hash the factory's source).
-    factory._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
-        f"propworkload:{name}:{model_cls.__qualname__}{_fault_digest(config.faults)}".encode()
-    )
-    hypothesis_settings = _hypothesis_settings(config)
+    driver = (_Sequential if config.concurrency is None else _Parallel)(model_cls, config, state)
+    test = driver.test(_hypothesis_settings(config), seed, _digest(model_cls, config))
 
     flaky = False
     blob: str | None = None
     try:
         with using_run(state), with_reporter(lambda _message: None):
-            # Hypothesis documents that the factory may be any callable returning a machine.
-            run_state_machine_as_test(cast("type[Model]", factory), settings=hypothesis_settings)
+            test()
     except StopRun as stop:
         if stop.error is not None and state.first_failure is None:
             raise stop.error from None
@@ -266,12 +360,18 @@ def run_model(
                 f"{model_cls.__name__} raised {_where(exc)}: {type(exc).__name__}: {exc}"
             ) from None
     finally:
-        transport.close()
+        if config.transport is None:
+            transport.close()
 
     if state.first_failure is None and state.examples == 0 and state.stopped == "time budget":
         raise InvalidOption(
             f"the time budget ({config.time_budget:g} s) ended before one example ran; "
             "raise --time-budget"
+        )
+    if state.first_failure is None and state.runs and not state.answered_operations:
+        raise TargetError(
+            f"{config.url}: no operation of any of the {state.runs} program runs was "
+            "answered; nothing was checked"
         )
     never = state.coverage.never_observed() if state.first_failure is None else {}
     if never and not state.stopped:
@@ -289,7 +389,7 @@ def run_model(
     else:
         example = state.last_failure
     result = RunResult(
-        model=name,
+        model=model_cls.model_name(),
         seed=seed,
         target=config.url,
         passed=example is None,
@@ -309,19 +409,14 @@ def run_model(
         abandoned=state.abandoned,
         faults=config.faults,
         coverage=state.coverage,
+        concurrency=config.concurrency,
+        runs=state.runs,
+        unchecked=state.unchecked,
     )
     if example is not None and write_trace is not None:
         result = attrs.evolve(result, trace_path=write_trace(example, result))
     emit(RunFinished(result=result))
     return result
-
-
-def _fault_digest(faults: FaultPlan | None) -> str:
-    """Runs with other faults keep their saved failures apart: a failure that needs a
-    fault would otherwise be dropped by the next run without it."""
-    if faults is None:
-        return ""
-    return f":faults={','.join(sorted(faults.kinds))}@{faults.rate:g}"
 
 
 _BLOB = re.compile(r"@reproduce_failure\('[^']+', (b'[^']*')\)")

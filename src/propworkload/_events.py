@@ -5,13 +5,12 @@ The engine never prints: it calls its listeners with these frozen records, in or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._engine import RunResult
-    from ._record import ExampleRecord
+from ._record import ExampleRecord
+from ._results import RunResult
 
 __all__ = ["Event", "ExampleFinished", "FailureFound", "Notice", "RunFinished", "RunStarted"]
 

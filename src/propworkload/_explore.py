@@ -1,10 +1,12 @@
 """Exploration: run a model for a long time, in rounds with fresh seeds, keeping every
 distinct failure (with its trace) and merging coverage across rounds and workers.
 
-A round is one engine run (``run_model``); it ends at its first failure once shrunk, or
-when its examples or the time run out. The next round starts with the next seed. Two
-failures are the same when they break the same invariant with the same sequence of rules
-(or with any sequence, when one of them could not be shrunk to the end); of two equal
+A round is one engine run (``run_model``, sequential or parallel); it ends at its first
+failure once shrunk, or when its examples or the time run out. The next round starts with
+the next seed, and no longer stops at the failures known so far. Two failures are the same
+when they have the same signature (the invariant; for a history that is not linearizable,
+also the operation that fits no order) and the same rules (a parallel program's
+operations), or any rules when one of them could not be shrunk to the end; of two equal
 ones the shorter is kept and the other's trace file deleted.
 """
 
@@ -21,14 +23,18 @@ from typing import Any
 import attrs
 
 from ._coverage import Coverage
+from ._database import open_database
 from ._engine import RunConfig, RunResult, run_model
 from ._errors import InvalidOption, PropworkloadError
-from ._events import Event
+from ._events import Event, ExampleFinished, FailureFound
+from ._loader import load_model
 from ._model import Model
 from ._record import ExampleRecord, Failure
-from ._runtime import StopRun
+from ._results import interrupted_code
+from ._runtime import StopRun, request_stop, stop_requested
+from ._trace import Artifacts, TraceWriter
 
-__all__ = ["DistinctFailure", "ExploreResult", "explore", "explore_workers"]
+__all__ = ["DistinctFailure", "ExploreResult", "WorkerJob", "explore", "explore_workers"]
 
 #: Examples per round when only a time budget bounds the exploration.
 ROUND_EXAMPLES = 1000
@@ -49,12 +55,16 @@ class DistinctFailure:
 
     @property
     def rules(self) -> tuple[str, ...]:
+        """The rules of the example, in order; a parallel program's operations, sorted."""
+        program = self.example.program
+        if program is not None:
+            return tuple(sorted(inv.name for inv in (*program.prefix, *sum(program.branches, ()))))
         return tuple(step.rule for step in self.example.steps)
 
     def same_as(self, other: DistinctFailure) -> bool:
-        """Same invariant, and the same rules, unless one of them was not fully shrunk
-        (then the rules say little, and one failure per invariant is kept)."""
-        if self.failure.invariant != other.failure.invariant:
+        """Same signature, and the same rules, unless one of them was not fully shrunk
+        (then the rules say little, and one failure per signature is kept)."""
+        if self.failure.signature != other.failure.signature:
             return False
         return self.rules == other.rules or not (self.minimal and other.minimal)
 
@@ -71,6 +81,11 @@ class ExploreResult:
     seconds: float = 0.0
     rounds: int = 0
     workers: int = 1
+    #: Clients at once, when the exploration ran parallel programs.
+    concurrency: int | None = None
+    #: Runs of parallel programs, and those whose check timed out.
+    runs: int = 0
+    unchecked: int = 0
     stopped: str | None = None
     failures: list[DistinctFailure] = attrs.field(factory=list)
     coverage: Coverage = attrs.field(factory=Coverage)
@@ -90,6 +105,8 @@ class ExploreResult:
     def merge(self, other: ExploreResult) -> None:
         self.examples += other.examples
         self.steps += other.steps
+        self.runs += other.runs
+        self.unchecked += other.unchecked
         self.rounds += other.rounds
         self.stopped = self.stopped or other.stopped
         self.coverage.merge(other.coverage)
@@ -100,7 +117,7 @@ class ExploreResult:
     def exit_code(self) -> int:
         if self.failures:
             return 1
-        return {"terminated": 143, "interrupted": 130}.get(self.stopped or "", 0)
+        return interrupted_code(self.stopped)
 
 
 def explore(
@@ -117,7 +134,12 @@ def explore(
     assert config.seed is not None
     started = time.perf_counter()
     deadline = started + config.time_budget
-    result = ExploreResult(model=model_cls.model_name(), target=config.url, seed=config.seed)
+    result = ExploreResult(
+        model=model_cls.model_name(),
+        target=config.url,
+        seed=config.seed,
+        concurrency=config.concurrency,
+    )
     seed = config.seed
     while True:
         remaining = deadline - time.perf_counter()
@@ -131,7 +153,7 @@ def explore(
             examples=left if left is not None else ROUND_EXAMPLES,
             retry_saved=config.retry_saved and result.rounds == 0,
             generate_share=0.95,
-            known_failures=frozenset(f.failure.invariant for f in result.failures),
+            known_failures=frozenset(f.failure.signature for f in result.failures),
         )
         writer = make_writer(seed) if make_writer else None
         try:
@@ -143,20 +165,22 @@ def explore(
         result.rounds += 1
         result.examples += run.examples
         result.steps += run.steps
+        result.runs += run.runs
+        result.unchecked += run.unchecked
         result.coverage.merge(run.coverage)
         first = run.first_example
         if (
             first is not None
             and first.failure is not None
             and run.failure is not None
-            and first.failure.invariant != run.failure.invariant
+            and first.failure.signature != run.failure.signature
         ):
             # Shrinking slipped from one invariant to another: both are findings.
             result.add(
                 DistinctFailure(
                     failure=first.failure,
                     example=first,
-                    first_steps=len(first.steps),
+                    first_steps=first.size,
                     seed=seed,
                     flaky=False,
                     trace_path=getattr(writer, "first_path", None),
@@ -169,7 +193,7 @@ def explore(
                 DistinctFailure(
                     failure=run.failure,
                     example=run.example,
-                    first_steps=len(run.first_example.steps) if run.first_example else 0,
+                    first_steps=run.first_example.size if run.first_example else 0,
                     seed=seed,
                     flaky=run.flaky,
                     trace_path=run.trace_path,
@@ -177,8 +201,8 @@ def explore(
                     minimal=not (run.flaky or run.stopped),
                 )
             )
-        if run.stopped in ("terminated", "interrupted"):
-            result.stopped = run.stopped
+        if run.stopped in ("terminated", "interrupted") or stop_requested():
+            result.stopped = run.stopped or stop_requested()
             break
         if run.passed and run.stopped == "time budget":
             break
@@ -196,8 +220,6 @@ _COUNTERS: Any = None
 
 
 def _init_worker(counters: Any) -> None:
-    import signal
-
     global _COUNTERS
     _COUNTERS = counters
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
@@ -205,8 +227,6 @@ def _init_worker(counters: Any) -> None:
 
 def _count(event: Event) -> None:
     """Add a worker's examples, steps and failures to the counters the parent shows."""
-    from ._events import ExampleFinished, FailureFound
-
     if _COUNTERS is None:
         return
     with _COUNTERS.get_lock():
@@ -217,54 +237,55 @@ def _count(event: Event) -> None:
             _COUNTERS[2] += 1
 
 
-def _worker(job: dict[str, Any]) -> ExploreResult:
+@attrs.frozen(kw_only=True)
+class WorkerJob:
+    """What one worker process explores: the model (``path::Class``), its run's
+    configuration (without the database, which each worker opens from ``database``), the
+    examples it may run, and the embedded sample the target is, if any."""
+
+    model: str
+    config: RunConfig
+    database: str
+    examples: int | None
+    sample: str | None
+    worker: int
+
+
+def _worker(job: WorkerJob) -> ExploreResult:
     """One worker process: load the model, explore, return what it found."""
-    from ._database import open_database
-    from ._loader import load_model
-    from ._trace import Artifacts, TraceWriter
 
     def stop(signum: int, frame: Any) -> None:
+        request_stop("terminated")
         raise StopRun("terminated")
 
     signal.signal(signal.SIGTERM, stop)
-    model_cls, _ = load_model(job["model"])
+    model_cls, _ = load_model(job.model)
     artifacts = Artifacts()
-    database = open_database(
-        job["database"], default_folder=lambda: artifacts.folder() / "examples"
-    )
-    config = RunConfig(
-        url=job["url"],
-        seed=job["seed"],
-        steps=job["steps"],
-        time_budget=job["time_budget"],
-        model_path=job["model_path"],
-        database=database,
-        retry_saved=job["retry_saved"],
-        faults=job["faults"],
-    )
+    database = open_database(job.database, default_folder=lambda: artifacts.folder() / "examples")
+    config = attrs.evolve(job.config, database=database)
 
     def make_writer(seed: int) -> TraceWriter:
         return TraceWriter.for_model(
             model_cls,
-            job["model_path"],
+            config.model_path,
             seed=seed,
-            target=job["url"],
+            target=config.url,
             artifacts=artifacts,
-            sample=job["sample"],
+            sample=job.sample,
         )
 
     return explore(
         model_cls,
         config,
-        examples=job["examples"],
+        examples=job.examples,
         listeners=[_count],
         make_writer=make_writer,
-        worker=job["worker"],
+        worker=job.worker,
     )
 
 
 def explore_workers(
-    jobs: list[dict[str, Any]], *, tick: Callable[[int, int, int], None]
+    jobs: list[WorkerJob], *, tick: Callable[[int, int, int], None]
 ) -> list[ExploreResult]:
     """Run one :func:`explore` per job, each in its own process; ``tick(examples, steps,
     failures)`` is called a few times a second with the workers' totals. When the caller

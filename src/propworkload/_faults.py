@@ -161,6 +161,10 @@ class DrawnFaults:
             data = current_build_context().data
         except InvalidArgument:
             return None
+        return self.draw(data)
+
+    def draw(self, data: Any) -> Fault | None:
+        """Draw one request's fault (or None) from Hypothesis's ``ConjectureData``."""
         if not data.draw_boolean(self.plan.rate):
             return None
         kinds = self.plan.kinds
@@ -236,8 +240,13 @@ class FaultTransport(httpx.BaseTransport):
         if kind == "timeout-before-send":
             raise InjectedTimeout("injected timeout-before-send: the request was not sent")
         if kind == "reset":
-            timeouts = request.extensions.get("timeout", {})
-            _send_then_reset(request, timeouts.get("connect") or 10.0)
+            # A transport without a socket (an app served in-process) resets its own way.
+            send_then_reset = getattr(self._inner, "send_then_reset", None)
+            if callable(send_then_reset):
+                send_then_reset(request)
+            else:
+                timeouts = request.extensions.get("timeout", {})
+                _send_then_reset(request, timeouts.get("connect") or 10.0)
             raise InjectedReset("injected reset: the connection was reset after sending")
         response = self._inner.handle_request(request)
         response.read()

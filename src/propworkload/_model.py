@@ -16,6 +16,7 @@ from hypothesis import stateful
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
 from ._faults import Chooser, FaultTransport
+from ._operations import Operation
 from ._possible import TooManyPossibilities
 from ._record import (
     DEFAULT_REDACT_FIELDS,
@@ -27,12 +28,71 @@ from ._record import (
     redact_text,
 )
 from ._runtime import RunState, StopRun, abandon_example, current_run
+from ._values import UnencodableValue, encode
 
-__all__ = ["Model"]
+__all__ = ["Model", "kind_of", "model_error"]
 
 _RULE_MARKERS = (stateful.RULE_MARKER, stateful.INITIALIZE_RULE_MARKER)
 _INVARIANT_MARKER = stateful.INVARIANT_MARKER
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def kind_of(member: Any) -> str | None:
+    """``rule``, ``invariant`` or ``operation`` for a model member, else None."""
+    if isinstance(member, Operation):
+        return "operation"
+    fn = member.__func__ if isinstance(member, staticmethod | classmethod) else member
+    if any(hasattr(fn, marker) for marker in _RULE_MARKERS):
+        return "rule"
+    if hasattr(fn, _INVARIANT_MARKER):
+        return "invariant"
+    return None
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+class _Namespace(dict[str, Any]):
+    """A model's class body: a name bound to a rule, invariant or operation may not be
+    bound again to something else (the first definition would vanish without a word)."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        old = self.get(name)
+        if old is not None and old is not value:
+            kinds = [kind_of(old), kind_of(value)]
+            if kinds[0] is not None:
+                second = _a(kinds[1]) if kinds[1] else "another definition"
+                raise InvalidModel(
+                    f"{self.owner} defines {name!r} twice ({_a(kinds[0])}, then {second}); "
+                    "the first would be lost: give each its own name"
+                )
+        super().__setitem__(name, value)
+
+
+class _ModelType(type(stateful.RuleBasedStateMachine)):  # type: ignore[misc]
+    @classmethod
+    def __prepare__(mcs, name: str, bases: tuple[type, ...], **kwargs: Any) -> _Namespace:
+        return _Namespace(name)
+
+
+def model_error(message: str) -> StopRun:
+    """A stop that ends the run with :class:`InvalidModel` (exit 2): for mistakes found
+    only while the model runs."""
+    return StopRun("model", InvalidModel(message))
+
+
+def _recorded(value: Any, what: str) -> Any:
+    """``value``, after checking that a trace can record it (a model error if not)."""
+    try:
+        encode(value)
+    except UnencodableValue as exc:
+        raise model_error(f"{what}: {exc}") from None
+    return value
 
 
 def _describe(exc: BaseException) -> str:
@@ -41,7 +101,7 @@ def _describe(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-class Model(stateful.RuleBasedStateMachine):
+class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
     """Base class of propworkload models.
 
     A model is a Hypothesis ``RuleBasedStateMachine``: write ``@rule``, ``@invariant``,
@@ -106,7 +166,8 @@ class Model(stateful.RuleBasedStateMachine):
 
     tenant: str
     http: httpx.Client
-    #: Concurrent mode: a dict the clients of one run share (ids they learned).
+    #: What the clients of one parallel program share (ids they learned, resources
+    #: :meth:`setup` made); in a sequential example, a dict of the one instance.
     shared: dict[str, Any]
     _pw_markers: ClassVar[tuple[str, ...]] = ()
 
@@ -116,42 +177,61 @@ class Model(stateful.RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        run = current_run()
+        run = current_run(type(self).sample)
         record = run.begin_example()
         self._pw_run: RunState = run
         self._pw_example: ExampleRecord = record
         self._pw_finished = False
         self.tenant = f"{self.tenant_prefix}{secrets.token_hex(4)}"
+        self.shared = {}
         record.tenant = self.tenant
         inner = run.transport
         choose = run.fault_chooser()
         if choose is not None:
             inner = FaultTransport(inner, _rules_only(record, choose))
         self.http = self._pw_http(run, record, inner)
-        try:
-            self.reset()
-        except _CONNECT_ERRORS as exc:
-            raise StopRun("target", TargetUnreachable(f"{run.url}: {_describe(exc)}")) from exc
-        except Exception as exc:
-            raise StopRun(
-                "setup", SetupFailed(f"{type(self).__name__}.reset() failed: {_describe(exc)}")
-            ) from exc
+        self._pw_prepare()
+
+    def _pw_prepare(self) -> None:
+        """Run :meth:`reset`, then :meth:`setup`; a failure of either stops the run."""
+        for hook in (self.reset, self.setup):
+            try:
+                hook()
+            except _CONNECT_ERRORS as exc:
+                raise StopRun(
+                    "target", TargetUnreachable(f"{self._pw_run.url}: {_describe(exc)}")
+                ) from exc
+            except StopRun:
+                raise
+            except Exception as exc:
+                name = f"{type(self).__name__}.{hook.__name__}()"
+                raise StopRun("setup", SetupFailed(f"{name} failed: {_describe(exc)}")) from exc
 
     @classmethod
     def _pw_client(
-        cls, run: RunState, tenant: str, shared: dict[str, Any]
-    ) -> tuple[Model, ExampleRecord]:
-        """One client of a concurrent run: an instance with ``http``, ``tenant`` and
-        ``shared`` (no Hypothesis state: operations are plain methods)."""
+        cls,
+        run: RunState,
+        record: ExampleRecord,
+        *,
+        tenant: str,
+        shared: dict[str, Any],
+        faults: Chooser | None = None,
+    ) -> Model:
+        """One client of a parallel program: an instance with ``http`` (recording into
+        ``record``; with ``faults``, injecting them into the requests of operations),
+        ``tenant`` and ``shared``, and no Hypothesis state (operations are plain
+        methods). Its ``teardown`` runs only the model's own."""
         client = cls.__new__(cls)
-        record = ExampleRecord(number=0, tenant=tenant)
         client._pw_run = run
         client._pw_example = record
         client._pw_finished = True
         client.tenant = tenant
         client.shared = shared
-        client.http = cls._pw_http(run, record, run.transport)
-        return client, record
+        inner = run.transport
+        if faults is not None:
+            inner = FaultTransport(inner, _rules_only(record, faults))
+        client.http = cls._pw_http(run, record, inner)
+        return client
 
     @classmethod
     def _pw_http(
@@ -178,10 +258,21 @@ class Model(stateful.RuleBasedStateMachine):
         return cls.name or cls.__name__.lower()
 
     def reset(self) -> None:
-        """Hook: bring the service to a known state before each example.
+        """Hook: bring the service to a known state before each example (and each
+        parallel program).
 
         Only needed for services without tenancy (where ``self.tenant`` cannot isolate
         examples). If it raises, the run stops with exit status 3.
+        """
+
+    def setup(self) -> None:
+        """Hook: make what every example needs before its first step, after
+        :meth:`reset`: an account, a table, a product to sell.
+
+        In a parallel program it runs once, on the first client, before any client
+        starts; what it puts in ``self.shared`` every client sees. Its requests get no
+        faults. If it raises, the run stops with exit status 3. :meth:`teardown` is its
+        counterpart: it runs after every example and program, even a failing one.
         """
 
     def check(
@@ -239,9 +330,11 @@ class Model(stateful.RuleBasedStateMachine):
         return None
 
     def teardown(self) -> None:
-        """Close the example's client and hand its record to the run.
+        """Hook: clean up after every example and every parallel program (on its first
+        client, after the final operations), even one that failed.
 
-        A model that overrides ``teardown`` gets this called after its own.
+        The base class then closes the example's client and hands its record to the run:
+        a model that overrides ``teardown`` gets this called after its own.
         """
         if self._pw_finished:
             return
@@ -307,7 +400,8 @@ def _wrap_rule(
         self._pw_run.before_step()
         record = self._pw_example
         arguments = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.get(k, len(order)))}
-        step = record.begin_step(fn.__name__, jsonable(arguments))
+        _recorded(arguments, f"the arguments of rule {fn.__name__}")
+        step = record.begin_step(fn.__name__, arguments)
         step.bundle_args = bundle_args
         step.targets = targets
         started = time.perf_counter()
@@ -331,11 +425,13 @@ def _wrap_rule(
         finally:
             step.duration_ms = (time.perf_counter() - started) * 1000
             record.phase = "after"
-        if isinstance(result, stateful.MultipleResults):
-            step.multiple = True
-            step.result = jsonable(list(result.values))
-        else:
-            step.result = jsonable(result)
+        values = result.values if isinstance(result, stateful.MultipleResults) else result
+        step.multiple = isinstance(result, stateful.MultipleResults)
+        if targets:
+            # What replay puts in the bundles: it must come back as the same value.
+            step.result = _recorded(
+                list(values) if step.multiple else values, f"the result of rule {fn.__name__}"
+            )
         return result
 
     recorded_rule._pw_recorded = True  # type: ignore[attr-defined]
@@ -404,6 +500,15 @@ def _instrument(cls: type[Model]) -> None:
     (machine)``; replacing ``function`` on those records (once, here, at class definition)
     is what lets the tool record every step itself instead of parsing Hypothesis's output.
     """
+    for name, member in vars(cls).items():
+        kind = kind_of(member)
+        for base in cls.__mro__[1:]:
+            inherited = kind_of(vars(base).get(name))
+            if kind is not None and inherited not in (None, kind):
+                raise InvalidModel(
+                    f"{cls.__name__}.{name} is {_a(kind)}, but {base.__name__}.{name} is "
+                    f"{_a(inherited)}: the {inherited} would be lost; give each its own name"
+                )
     for name, raw in list(vars(cls).items()):
         fn = raw.__func__ if isinstance(raw, staticmethod | classmethod) else raw
         markers = [m for m in (*_RULE_MARKERS, _INVARIANT_MARKER) if hasattr(fn, m)]

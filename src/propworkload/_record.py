@@ -22,12 +22,16 @@ from urllib.parse import parse_qsl, urlencode
 import attrs
 import httpx
 
+from ._linearizability import CheckResult, Operation
+from ._program import Program
+
 __all__ = [
     "BODY_LIMIT",
     "DEFAULT_REDACT_FIELDS",
     "ExampleRecord",
     "Exchange",
     "Failure",
+    "HistoryCheck",
     "RecordingTransport",
     "Step",
     "jsonable",
@@ -179,7 +183,9 @@ class Exchange:
 
 @attrs.define
 class Step:
-    """One executed rule: its name, arguments, outcome and the exchanges it made."""
+    """One executed rule (or operation of a parallel program): its name, arguments,
+    outcome and the exchanges it made. ``arguments``, ``result`` and ``output`` are the
+    Python values the model drew and got back (traces encode them with ``_values``)."""
 
     index: int
     rule: str
@@ -196,6 +202,15 @@ class Step:
     unknown: str | None = None
     #: Invariants that could not observe the service after this step (transport errors).
     unobserved: list[str] = attrs.field(factory=list)
+    #: Parallel programs: the client that ran the operation (0: the prefix and the final
+    #: operations), when it was called and returned (seconds from the program's start;
+    #: ``ret`` is None when the outcome is unknown), what it observed, and the delay its
+    #: client waited before calling it.
+    client: int | None = None
+    call: float | None = None
+    ret: float | None = None
+    output: Any = None
+    delay: float = 0.0
 
     def own_exchanges(self) -> list[Exchange]:
         """Exchanges made by the rule itself (not by the invariants checked after it)."""
@@ -213,6 +228,29 @@ class Failure:
     step: int
     error: str | None = None
     rule: str | None = None
+    #: Parallel programs: the operation that fits no order of the history.
+    operation: str | None = None
+
+    @property
+    def signature(self) -> str:
+        """What tells two failures apart: the invariant, and for a history that is not
+        linearizable the operation that fits no order."""
+        return f"{self.invariant}@{self.operation}" if self.operation else self.invariant
+
+
+@attrs.define
+class HistoryCheck:
+    """A parallel program's history as the linearizability checker saw it: the operations
+    (with the record's step each one came from) and the verdict."""
+
+    operations: list[Operation]
+    steps: list[int]
+    result: CheckResult
+
+    def blocked_step(self) -> int | None:
+        """The index (1-based) of the step that fits no order, if any."""
+        blocked = self.result.blocked
+        return self.steps[blocked[0]] if blocked else None
 
 
 @attrs.define
@@ -232,6 +270,25 @@ class ExampleRecord:
     started: float = attrs.field(factory=time.perf_counter)
     #: Invariant runs that could not observe the service before the first step.
     setup_unobserved: list[str] = attrs.field(factory=list)
+    #: Parallel programs: the program, how many times it ran in this example and how
+    #: many of those runs failed, and the linearizability check of the run this record
+    #: holds; None for sequential examples.
+    program: Program | None = None
+    runs: int = 1
+    failed_runs: int = 0
+    history: HistoryCheck | None = None
+    #: Parallel programs: the runs a replay should make to see the failure again.
+    replay_runs: int = 1
+
+    @property
+    def parallel(self) -> bool:
+        return self.program is not None
+
+    @property
+    def size(self) -> int:
+        """How long the example is: a parallel program's operations (without the final
+        observations), a sequential example's steps."""
+        return self.program.size if self.program is not None else len(self.steps)
 
     @property
     def unobserved(self) -> list[str]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import keyword
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ._console import short
+from ._text import short
+from ._trace import is_parallel
+from ._values import decode
 
 __all__ = ["emit_pytest"]
 
@@ -36,6 +39,70 @@ def test_{test_name}() -> None:
 '''
 
 
+_PARALLEL = '''"""Regression test for {invariant}, written by propworkload from a recorded failure.
+
+Recorded: {fail_line}
+Trace: {trace_path} (seed {seed}, {date})
+
+It runs the recorded parallel program of the {model_class} model ({clients} clients at
+once, with the recorded waits and faults) against $APP_URL (or the model's embedded sample
+service when APP_URL is unset) up to {repeat} times, as `propworkload replay` does, and
+checks each history for linearizability. A race does not fail every run: the search saw
+this one fail {failed} of {runs} runs. The test fails while the bug is there.
+"""
+
+from pathlib import Path
+
+from propworkload import Replay
+
+MODEL = Path(__file__).parent / {model_path!r}
+
+PROGRAM = {program}
+
+
+def test_{test_name}() -> None:
+    with Replay.from_file(MODEL, {model_class!r}) as run:
+        run.program(PROGRAM, repeat={repeat})
+'''
+
+
+def _literal(encoded: Any) -> str:
+    """Python source for a recorded value: a literal when one gives the same value back,
+    else ``run.value(<as recorded>)``."""
+    try:
+        value = decode(encoded)
+    except ValueError:
+        value = None
+    else:
+        text = repr(value)
+        try:
+            if ast.literal_eval(text) == value and type(ast.literal_eval(text)) is type(value):
+                return text
+        except (ValueError, SyntaxError):
+            pass
+    return f"run.value({encoded!r})"
+
+
+def _program_source(program: dict[str, Any]) -> str:
+    """The recorded program as a Python literal, one operation per line."""
+
+    def ops(items: list[Any], indent: str) -> str:
+        if not items:
+            return "[]"
+        inner = "".join(f"{indent}    {item!r},\n" for item in items)
+        return f"[\n{inner}{indent}]"
+
+    clients = program.get("clients", program.get("branches", []))
+    branches = "".join(f"        {ops(branch, '        ')},\n" for branch in clients)
+    return (
+        "{\n"
+        f'    "prefix": {ops(program.get("prefix", []), "    ")},\n'
+        f'    "clients": [\n{branches}    ],\n'
+        f'    "final": {ops(program.get("final", []), "    ")},\n'
+        "}"
+    )
+
+
 def _identifier(value: Any, fallback: str, taken: set[str]) -> str:
     name = value if isinstance(value, str) and value.isidentifier() else fallback
     if keyword.iskeyword(name) or name in taken or name in {"run", "MODEL", "Path", "Replay"}:
@@ -57,14 +124,43 @@ def _fault_argument(fault: Any) -> Any:
     return fault.get("kind")
 
 
+def _model_path(model_file: Path, out: Path) -> str:
+    try:
+        return os.path.relpath(model_file.resolve(), out.resolve().parent)
+    except ValueError:  # another drive on Windows
+        return str(model_file.resolve())
+
+
 def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: Path) -> None:
-    """Write ``out``: a pytest file that replays ``trace``'s steps and checks invariants."""
+    """Write ``out``: a pytest file that replays ``trace``'s steps (or its parallel
+    program) and checks the model as a run does."""
     failure = trace["failure"]
     ids = " ".join(f"{k}={short(v, 40)}" for k, v in failure.get("ids", {}).items() if v)
     fail_line = (
         f"INVARIANT FAIL {failure['invariant']} expected={short(failure.get('expected'))} "
         f"actual={short(failure.get('actual'))} {ids} step={failure.get('step')}"
     )
+    test_name = failure["invariant"] if failure["invariant"].isidentifier() else "regression"
+    if is_parallel(trace):
+        runs = int(trace.get("runs") or trace.get("repeat") or 1)
+        text = _PARALLEL.format(
+            invariant=failure["invariant"],
+            fail_line=" ".join(fail_line.split()),
+            trace_path=trace_path,
+            seed=trace.get("seed"),
+            date=time.strftime("%Y-%m-%d"),
+            model_class=trace["model"]["class"],
+            model_path=_model_path(model_file, out),
+            clients=len(trace["program"].get("clients", trace["program"].get("branches", []))),
+            repeat=max(1, int(trace.get("replay_runs") or trace.get("repeat") or 1)),
+            failed=int(trace.get("failed_runs") or 1),
+            runs=runs,
+            program=_program_source(trace["program"]),
+            test_name=test_name,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        return
     taken: set[str] = set()
     # Recorded bundle contents, as (recorded value, variable name) in insertion order.
     bundles: dict[str, list[tuple[Any, str]]] = {}
@@ -82,7 +178,7 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
                         if source.get("consumes"):
                             del entries[i]
                         break
-            arguments.append(f"{name}={variable if variable else repr(value)}")
+            arguments.append(f"{name}={variable if variable else _literal(value)}")
         call = f"run.{step['rule']}({', '.join(arguments)})"
         faults = [e.get("fault") for e in step.get("exchanges", []) if e.get("phase") == "rule"]
         indent = "        "
@@ -107,11 +203,8 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
         else:
             lines.append(f"{indent}{call}")
     if not lines:
-        lines.append("        pass  # the failure happened before the first step")
-    try:
-        model_path = os.path.relpath(model_file.resolve(), out.resolve().parent)
-    except ValueError:  # another drive on Windows
-        model_path = str(model_file.resolve())
+        lines.append("        run.start()  # the failure happened before the first step")
+    model_path = _model_path(model_file, out)
     text = _TEMPLATE.format(
         invariant=failure["invariant"],
         fail_line=" ".join(fail_line.split()),
@@ -121,7 +214,7 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
         n=len(trace["steps"]),
         model_class=trace["model"]["class"],
         model_path=model_path,
-        test_name=failure["invariant"] if failure["invariant"].isidentifier() else "regression",
+        test_name=test_name,
         body="\n".join(lines),
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,27 +9,66 @@ recorded ones.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import attrs
 import httpx
 from hypothesis import stateful
 
-from ._errors import InvalidTrace, PropworkloadError
+from ._errors import InvalidTrace, InvariantFailure, PropworkloadError
 from ._faults import FAULT_KINDS, Fault, ScriptedFaults
 from ._loader import load_model
 from ._model import Model
+from ._operations import operations_of
+from ._parallel import execute_program
+from ._program import Program
 from ._record import ExampleRecord, Exchange, Failure
 from ._runtime import RunState, StopRun, using_run
+from ._target import probe, resolve_target, ssl_context
+from ._values import decode
 
-__all__ = ["Replay", "ReplayOutcome", "replay_trace"]
+__all__ = ["Replay", "ReplayOutcome", "decode_program", "replay_trace"]
+
+
+def _model_modules(model: type[Model]) -> list[ModuleType]:
+    """Where classes recorded in a trace may be found besides their own module: the
+    model's (a model run as ``__main__`` records its classes there)."""
+    module = sys.modules.get(model.__module__)
+    return [module] if module is not None else []
+
+
+def decode_value(model: type[Model], data: Any, what: str) -> Any:
+    """A recorded value, decoded (an :class:`InvalidTrace` if it cannot be)."""
+    try:
+        return decode(data, modules=_model_modules(model))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidTrace(f"{what} cannot be read back: {exc}") from None
+
+
+def decode_program(model: type[Model], data: Any) -> Program:
+    """A recorded program (as the trace holds it), checked against the model's
+    operations."""
+    try:
+        program = Program.from_json(data, modules=_model_modules(model))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidTrace(f"the parallel program is malformed ({exc})") from None
+    known = operations_of(model)
+    for _, invocation in program.invocations():
+        if invocation.name not in known:
+            raise InvalidTrace(
+                f"the trace runs operation {invocation.name!r}, which {model.__name__} "
+                "does not have (was the model changed?)"
+            )
+    return program
 
 
 def _members(cls: type[Model], marker: str) -> Iterator[tuple[str, Any]]:
@@ -59,6 +98,8 @@ class Replay:
 
             with run.faults("lost-response"):  # the first request's answer is lost
                 run.refund(key=k0, amount=None)
+
+    A parallel program (a concurrent run's failure) runs with :meth:`program`.
     """
 
     def __init__(self, model: type[Model], *, url: str | None = None) -> None:
@@ -70,6 +111,7 @@ class Replay:
         self._pending_init = set(self._initializers)
         self._stack = ExitStack()
         self._machine: Model | None = None
+        self._state: RunState | None = None
         self._scripted = ScriptedFaults()
         self._next_faults: list[Fault | None] | None = None
 
@@ -89,29 +131,72 @@ class Replay:
 
     @property
     def machine(self) -> Model:
-        if self._machine is None:
+        """The model instance the steps run on, made (with its ``reset()``, ``setup()``
+        and the invariants' first check) by the first step or :meth:`start`."""
+        if self._state is None:
             raise RuntimeError("use the Replay in a `with` block")
+        if self._machine is None:
+            with _unwrap_stop():
+                self._machine = self.model()
+            self._check_invariants()
         return self._machine
 
-    def __enter__(self) -> Replay:
-        from ._engine import probe, ssl_context
-        from ._target import resolve_target
+    def start(self) -> None:
+        """Make the model instance and check the invariants before any step (the first
+        step does it otherwise)."""
+        _ = self.machine
 
+    def __enter__(self) -> Replay:
         try:
-            url = self._stack.enter_context(resolve_target(self.url, self.model))
+            url = self._stack.enter_context(
+                resolve_target(self.url, sample=self.model.sample, owner=self.model.__name__)
+            )
             probe(url)
             transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
             self._stack.callback(transport.close)
             state = RunState(url=url, transport=transport, scripted_faults=self._scripted)
             state.answered()  # the probe was answered
             self._stack.enter_context(using_run(state))
-            with _unwrap_stop():
-                self._machine = self.model()
-            self._check_invariants()
+            self._state = state
         except BaseException:
             self._stack.close()
             raise
         return self
+
+    @property
+    def url_in_use(self) -> str:
+        """The base URL the replay sends its requests to."""
+        if self._state is None:
+            raise RuntimeError("use the Replay in a `with` block")
+        return self._state.url
+
+    def value(self, recorded: Any) -> Any:
+        """A value as a trace records it (``{"$decimal": "1.50"}``), as Python: what an
+        emitted regression test passes for values that have no literal."""
+        return decode_value(self.model, recorded, "a recorded value")
+
+    def run_program(self, program: Program | dict[str, Any]) -> ExampleRecord:
+        """Run a parallel program once (its clients at once, with the recorded delays and
+        faults) and check its history; return the run's record (``failure`` set if it
+        failed)."""
+        if self._state is None:
+            raise RuntimeError("use the Replay in a `with` block")
+        if not isinstance(program, Program):
+            program = decode_program(self.model, program)
+        with _unwrap_stop():
+            return execute_program(self.model, program, self._state)
+
+    def program(self, program: Program | dict[str, Any], *, repeat: int = 1) -> None:
+        """Run a parallel program up to ``repeat`` times (scheduling differs from run to
+        run); raise :class:`propworkload.InvariantFailure` at the first run that fails."""
+        for number in range(1, repeat + 1):
+            record = self.run_program(program)
+            failure = record.failure
+            if failure is not None:
+                ids = {**failure.ids, "run": f"{number}/{repeat}"}
+                raise InvariantFailure(
+                    failure.invariant, expected=failure.expected, actual=failure.actual, ids=ids
+                )
 
     def __exit__(
         self,
@@ -123,6 +208,7 @@ class Replay:
             if self._machine is not None:
                 self._machine.teardown()
         finally:
+            self._machine = self._state = None
             self._stack.close()
 
     def _check_invariants(self) -> None:
@@ -222,7 +308,20 @@ def replay_trace(trace: dict[str, Any], model: type[Model], url: str | None) -> 
     recorded_bundles: dict[str, list[Any]] = defaultdict(list)
     replayed_bundles: dict[str, list[Any]] = defaultdict(list)
     with Replay(model, url=url) as run:
-        for step in trace["steps"]:
+        steps = trace["steps"]
+        try:
+            run.start()
+        except PropworkloadError:
+            raise
+        except Exception:
+            steps = []  # the failure came before the first step; it is in run.record
+        for step in steps:
+            where = f"the trace's step {step.get('index', '?')}"
+            step = {
+                **step,
+                "arguments": decode_value(model, step["arguments"], f"{where}'s arguments"),
+                "result": decode_value(model, step.get("result"), f"{where}'s result"),
+            }
             arguments = _arguments(step, recorded_bundles, replayed_bundles)
             if not run.has_rule(step["rule"]):
                 raise InvalidTrace(
@@ -242,7 +341,7 @@ def replay_trace(trace: dict[str, Any], model: type[Model], url: str | None) -> 
                 break  # the failure is in run.record
             values = list(result) if step.get("multiple") else [result]
             recorded = step.get("result")
-            recorded_values = recorded if step.get("multiple") else [recorded]
+            recorded_values = list(recorded or []) if step.get("multiple") else [recorded]
             for target in step.get("targets", ()):
                 recorded_bundles[target].extend(recorded_values)
                 replayed_bundles[target].extend(values)
@@ -337,8 +436,6 @@ def _compare_values(path: str, recorded: Any, replayed: Any, names: _Names, out:
 
 
 def _body(text: str) -> Any:
-    import json
-
     try:
         return json.loads(text)
     except ValueError:

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from ._console import fail_line, sequence_lines
-from ._explore import ExploreResult
+from ._console import example_lines, fail_line
+from ._explore import DistinctFailure, ExploreResult
 from ._record import jsonable, redact_url
 from ._trace import write_json_atomic
 
@@ -15,6 +15,12 @@ __all__ = ["REPORT_VERSION", "json_report", "write_json_report", "write_junit"]
 
 REPORT_FORMAT = "propworkload-report"
 REPORT_VERSION = 1
+
+
+def _sequence(found: DistinctFailure) -> list[str]:
+    """The failure's steps (a parallel program: its clients side by side), one per line."""
+    lines = example_lines(found.example, shrunk_from=found.first_steps)[1:]
+    return [line.strip() for line in lines]
 
 
 def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool) -> dict[str, Any]:
@@ -30,6 +36,7 @@ def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool
         "examples": result.examples,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
+        "concurrency": result.concurrency,
         "stopped": result.stopped,
         "result": "failed" if failed else "passed",
         "failures": [
@@ -40,8 +47,11 @@ def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool
                 "ids": jsonable(f.failure.ids),
                 "step": f.failure.step,
                 "line": fail_line(f.failure),
-                "sequence": [line.strip() for line in sequence_lines(f.example.steps)],
+                "kind": "parallel" if f.example.parallel else "sequential",
+                "sequence": _sequence(f),
                 "shrunk_from": f.first_steps,
+                "runs": f.example.runs if f.example.parallel else None,
+                "failed_runs": f.example.failed_runs if f.example.parallel else None,
                 "flaky": f.flaky,
                 "seed": f.seed,
                 "worker": f.worker,
@@ -85,7 +95,7 @@ def write_junit(
             text: list[str] = []
             for found in founds:
                 trace = f"trace: {found.trace_path}" if found.trace_path else "no trace"
-                text += [fail_line(found.failure), *sequence_lines(found.example.steps), trace]
+                text += [fail_line(found.failure), *_sequence(found), trace]
             element.text = "\n".join(text)
     if gap_case:
         case = ET.SubElement(suite, "testcase", classname=result.model, name="coverage_gaps")

@@ -25,15 +25,19 @@ from ._errors import InvalidOption, PropworkloadError, TargetUnreachable
 from ._events import Event, ExampleFinished, FailureFound
 from ._faults import DrawnFaults, Fault, FaultPlan, InjectedFault, ScriptedFaults
 from ._record import ExampleRecord, redact_text
+from ._target import check_url, embedded_sample
 
 __all__ = [
     "ExampleAbandoned",
     "RunState",
     "StopRun",
     "abandon_example",
+    "clear_stop",
     "current_run",
     "reachable",
+    "request_stop",
     "sometimes",
+    "stop_requested",
     "using_run",
 ]
 
@@ -71,6 +75,11 @@ class RunState:
     hard_deadline: float | None = None
     examples: int = 0
     steps: int = 0
+    #: Parallel programs: the runs of programs, and those whose check timed out.
+    runs: int = 0
+    unchecked: int = 0
+    #: Parallel programs: operations that were answered (their outcome known).
+    answered_operations: int = 0
     checks: Counter[str] = attrs.field(factory=Counter)
     first_failure: ExampleRecord | None = None
     best_failure: ExampleRecord | None = None
@@ -79,6 +88,8 @@ class RunState:
     stopped: str | None = None
     coverage: Coverage = attrs.field(factory=Coverage)
     current_example: ExampleRecord | None = None
+    #: Signatures of failures already known (explore's later rounds, see
+    #: ``Failure.signature``): counted, but they no longer fail an example.
     known_failures: frozenset[str] = frozenset()
     #: The faults to inject into the rules' requests, or None.
     faults: FaultPlan | None = None
@@ -117,6 +128,12 @@ class RunState:
         return None
 
     def _check_budget(self) -> None:
+        requested = stop_requested()
+        if requested is not None:
+            # A signal whose StopRun was swallowed (raised inside a garbage collector
+            # callback, say) still ends the run here, at the next example or step.
+            self.stopped = requested
+            raise StopRun(requested)
         deadline = self.hard_deadline if self.first_failure else self.generate_deadline
         if deadline is not None and time.perf_counter() > deadline and not _is_final_replay():
             self.stopped = "time budget"
@@ -133,23 +150,61 @@ class RunState:
         """Called before each rule; ends the run when the budget is spent."""
         self._check_budget()
 
-    def finish_example(self, record: ExampleRecord) -> None:
-        """Account for a finished example and tell the listeners."""
-        self.examples += 1
+    def remaining(self) -> float | None:
+        """Seconds left before the run's hard deadline (None: no deadline)."""
+        if self.hard_deadline is None:
+            return None
+        return max(0.0, self.hard_deadline - time.perf_counter())
+
+    def count_run(self, record: ExampleRecord) -> None:
+        """Account for one run of a parallel program (an example may run it several
+        times): its operations, checks and coverage."""
+        self.runs += 1
         self.steps += len(record.steps)
+        self.answered_operations += sum(1 for step in record.steps if step.ret is not None)
         self.checks.update(record.checks)
-        # Shrinking runs many short examples; they would skew the steps-per-example figures.
+        self.unchecked += record.history is not None and record.history.result.verdict == "unknown"
         self.coverage.add_example(record, count_length=self.first_failure is None)
+
+    def finish_example(self, record: ExampleRecord, *, counted: bool = False) -> None:
+        """Account for a finished example and tell the listeners (``counted``: its runs
+        were counted already, with :meth:`count_run`)."""
+        self.examples += 1
+        if not counted:
+            self.steps += len(record.steps)
+            self.checks.update(record.checks)
+            # Shrinking runs many short examples; they would skew the steps-per-example
+            # figures.
+            self.coverage.add_example(record, count_length=self.first_failure is None)
         self.last_example = record
         if record.failure is not None:
             first = self.first_failure is None
             if first:
                 self.first_failure = record
-            if self.best_failure is None or len(record.steps) <= len(self.best_failure.steps):
+            if self.best_failure is None or record.size <= self.best_failure.size:
                 self.best_failure = record
             self.last_failure = record
             self.emit(FailureFound(example=record, first=first))
         self.emit(ExampleFinished(example=record))
+
+
+_STOP: list[str] = []
+
+
+def request_stop(reason: str) -> None:
+    """Ask every run in this process to stop (a signal: ``terminated``, ``interrupted``)."""
+    if not _STOP:
+        _STOP.append(reason)
+
+
+def stop_requested() -> str | None:
+    """Why the process was asked to stop, if it was."""
+    return _STOP[0] if _STOP else None
+
+
+def clear_stop() -> None:
+    """Forget an earlier stop request (a new command starts)."""
+    _STOP.clear()
 
 
 _CURRENT: ContextVar[RunState | None] = ContextVar("propworkload_run", default=None)
@@ -166,19 +221,25 @@ def using_run(state: RunState) -> Iterator[RunState]:
         _CURRENT.reset(token)
 
 
-def current_run() -> RunState:
-    """The run in progress, or a standalone one on ``APP_URL`` (e.g. ``Model.TestCase``)."""
+def current_run(sample: str | None = None) -> RunState:
+    """The run in progress, or a standalone one (a model run by Hypothesis itself, as
+    ``Model.TestCase`` does under pytest): on ``APP_URL``, else on the model's embedded
+    ``sample`` service, started once per process."""
     state = _CURRENT.get()
     if state is not None:
         return state
-    url = os.environ.get("APP_URL")
-    if not url:
+    env = os.environ.get("APP_URL")
+    if env:
+        url = check_url(env, "APP_URL")
+    elif sample is not None:
+        url = embedded_sample(sample)
+    else:
         raise InvalidOption(
             "no target for the model: set APP_URL, or run it with `propworkload run MODEL`"
         )
     if _STANDALONE.get("url") != url:
         _STANDALONE["url"] = url
-        _STANDALONE["state"] = RunState(url=url.rstrip("/"), transport=httpx.HTTPTransport())
+        _STANDALONE["state"] = RunState(url=url, transport=httpx.HTTPTransport())
     state = _STANDALONE["state"]
     assert isinstance(state, RunState)
     return state

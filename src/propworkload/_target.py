@@ -3,23 +3,70 @@ sample service, started on a free loopback port for the run and stopped after it
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 
-from ._engine import ssl_context
 from ._errors import InvalidOption, TargetUnreachable
-from ._model import Model
+from ._record import redact_text
 from .samples import load_sample, validate_bugs
 
-__all__ = ["check_url", "resolve_target", "sample_service"]
+__all__ = [
+    "check_url",
+    "embedded_sample",
+    "probe",
+    "resolve_target",
+    "sample_service",
+    "ssl_context",
+]
+
+
+@functools.cache
+def ssl_context(*, trust_env: bool = True) -> ssl.SSLContext:
+    """The TLS context httpx makes for a transport (certifi's CAs; with ``trust_env``,
+    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` instead), made once per process: making one
+    reads the whole CA bundle (about 25 ms), and every run, probe and replay made its own."""
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
+class _Borrowed(httpx.BaseTransport):
+    """A transport lent to a client: closing the client leaves it open."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+
+def probe(url: str, *, transport: httpx.BaseTransport | None = None, timeout: float = 5.0) -> None:
+    """Raise :class:`TargetUnreachable` unless something answers HTTP at ``url``
+    (through ``transport``, which stays open, when given)."""
+    lent = None if transport is None else _Borrowed(transport)
+    try:
+        verify = ssl_context(trust_env=False)
+        with httpx.Client(
+            timeout=timeout, trust_env=False, verify=verify, transport=lent
+        ) as client:
+            client.get(url)
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise TargetUnreachable(
+            redact_text(
+                f"cannot reach {url} ({reason}): start the service, or point APP_URL or --url at it"
+            )
+        ) from None
 
 
 def check_url(url: str, source: str) -> str:
@@ -37,8 +84,10 @@ def check_url(url: str, source: str) -> str:
 
 
 @contextmanager
-def resolve_target(url: str | None, model: type[Model]) -> Iterator[str]:
-    """Yield the base URL to test; start and stop the embedded sample service if needed."""
+def resolve_target(url: str | None, *, sample: str | None, owner: str) -> Iterator[str]:
+    """Yield the base URL to test: ``url``, else ``APP_URL``, else the embedded sample
+    service ``sample`` (of the model named ``owner``), started and stopped around the
+    block."""
     if url:
         yield check_url(url, "--url")
         return
@@ -46,13 +95,30 @@ def resolve_target(url: str | None, model: type[Model]) -> Iterator[str]:
     if env:
         yield check_url(env, "APP_URL")
         return
-    if model.sample is None:
+    if sample is None:
         raise InvalidOption(
-            f"no target for {model.__name__}: set APP_URL or pass --url "
+            f"no target for {owner}: set APP_URL or pass --url "
             "(the model has no embedded sample service)"
         )
-    with sample_service(model.sample) as base_url:
+    with sample_service(sample) as base_url:
         yield base_url
+
+
+_EMBEDDED: dict[str, str] = {}
+_EMBEDDED_LOCK = threading.Lock()
+_EMBEDDED_STACK = ExitStack()
+
+
+def embedded_sample(name: str) -> str:
+    """The URL of sample service ``name``, started once per process (on first use) and
+    stopped when the process exits: for models run outside ``propworkload run``, such as
+    ``Model.TestCase`` under pytest."""
+    with _EMBEDDED_LOCK:
+        if name not in _EMBEDDED:
+            if not _EMBEDDED:
+                atexit.register(_EMBEDDED_STACK.close)
+            _EMBEDDED[name] = _EMBEDDED_STACK.enter_context(sample_service(name))
+        return _EMBEDDED[name]
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 The folder is ``$PROPWORKLOAD_ARTIFACTS`` if set, else ``.propworkload/`` in the working
 directory; when that cannot be written (simulation guests mount the repository
-read-only) a fresh temporary folder is used and its path reported.
+read-only) a fresh temporary folder is used and its path reported. A parallel program's
+trace has its HTML timeline beside it (same name, ``.html``).
 """
 
 from __future__ import annotations
@@ -13,30 +14,37 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import hypothesis
 
 from ._errors import InvalidTrace
+from ._model import Model
+from ._parallel import timeline_html
 from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
-
-if TYPE_CHECKING:
-    from ._engine import RunResult
-    from ._model import Model
+from ._results import RunResult
+from ._values import encode
+from ._version import __version__
 
 __all__ = [
+    "READABLE_VERSIONS",
     "TRACE_FORMAT",
     "TRACE_VERSION",
     "Artifacts",
     "TraceWriter",
     "artifacts_dir",
+    "is_parallel",
     "load_trace",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 TRACE_FORMAT = "propworkload-trace"
-TRACE_VERSION = 1
+TRACE_VERSION = 2
+#: Versions this propworkload reads: version 1 recorded values as plain JSON (a tuple
+#: as a list), which version 2 reads as they are.
+READABLE_VERSIONS = (1, 2)
 
 
 def _writable(folder: Path) -> bool:
@@ -73,13 +81,12 @@ class Artifacts:
         return self._folder
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, sort_keys=False)
-            out.write("\n")
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -88,19 +95,24 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
 def _exchange(exchange: Exchange) -> dict[str, Any]:
     return attrs.asdict(exchange)
 
 
 def _step(step: Step) -> dict[str, Any]:
-    return {
+    data = {
         "index": step.index,
         "rule": step.rule,
-        "arguments": jsonable(step.arguments),
+        "arguments": encode(step.arguments),
         "bundle_arguments": step.bundle_args,
         "targets": list(step.targets),
         "multiple": step.multiple,
-        "result": jsonable(step.result),
+        "result": encode(step.result),
         "error": step.error,
         "failed_check": step.failed_check,
         "duration_ms": round(step.duration_ms, 3),
@@ -108,6 +120,17 @@ def _step(step: Step) -> dict[str, Any]:
         "unobserved": list(step.unobserved),
         "exchanges": [_exchange(e) for e in step.exchanges],
     }
+    if step.client is not None:
+        data.update(
+            {
+                "client": step.client,
+                "call": step.call,
+                "return": step.ret,
+                "delay": step.delay,
+                "output": encode(step.output) if step.ret is not None else None,
+            }
+        )
+    return data
 
 
 @attrs.define
@@ -153,7 +176,10 @@ class TraceWriter:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             folder = self.artifacts.folder() / "traces"
             folder.mkdir(parents=True, exist_ok=True)
-            self.path = self.first_path = folder / f"{self.model_name}-{self.seed}-{stamp}.json"
+            kind = "-concurrent" if example.parallel else ""
+            self.path = self.first_path = (
+                folder / f"{self.model_name}-{self.seed}-{stamp}{kind}.json"
+            )
             self._first_invariant = invariant
         elif (
             result is not None
@@ -162,8 +188,6 @@ class TraceWriter:
         ):
             # Shrinking ended on another invariant: keep the first failure's trace too.
             self.path = self.path.with_name(f"{self.path.stem}-{invariant}.json")
-        from . import __version__
-
         failure = example.failure
         reproduced: bool | None = None
         if result is None:
@@ -190,14 +214,31 @@ class TraceWriter:
             "status": status,
             "reproduced": reproduced,
             "reproduction_blob": result.blob if result is not None else None,
-            "shrunk_from": len(result.first_example.steps)
+            "shrunk_from": result.first_example.size
             if result is not None and result.first_example is not None
-            else len(example.steps),
+            else example.size,
             "tenant": example.tenant,
             "failure": jsonable(attrs.asdict(failure)) if failure else None,
             "setup_exchanges": [_exchange(e) for e in example.setup],
             "steps": [_step(s) for s in example.steps],
         }
+        if example.program is not None:
+            timeline = self.path.with_suffix(".html")
+            history = example.history
+            data.update(
+                {
+                    "kind": "parallel",
+                    "concurrency": example.program.clients,
+                    "program": example.program.to_json(),
+                    "runs": example.runs,
+                    "failed_runs": example.failed_runs,
+                    "replay_runs": example.replay_runs,
+                    "first_unlinearizable": history.blocked_step() if history else None,
+                    "timeline": str(timeline),
+                }
+            )
+            if history is not None:
+                write_text_atomic(timeline, timeline_html(self.model_name, example))
         write_json_atomic(self.path, data)
         return self.path
 
@@ -230,10 +271,11 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
         raise InvalidTrace(f'{path}: not a propworkload trace (no "format": "{TRACE_FORMAT}")')
     version = data.get("version")
-    if version != TRACE_VERSION:
+    if version not in READABLE_VERSIONS:
         raise InvalidTrace(
             f"{path}: trace version {version!r} is not supported (this propworkload reads "
-            f"version {TRACE_VERSION}); replay it with the propworkload that wrote it"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}); replay it with the "
+            "propworkload that wrote it"
         )
     for field, kind in _REQUIRED.items():
         if not isinstance(data.get(field), kind):
@@ -250,4 +292,11 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     model = data["model"]
     if not isinstance(model.get("file"), str) or not isinstance(model.get("class"), str):
         raise InvalidTrace(f"{path}: the model's file and class are missing")
+    if is_parallel(data) and not isinstance(data.get("program"), dict):
+        raise InvalidTrace(f"{path}: the trace of a parallel program has no program")
     return data
+
+
+def is_parallel(trace: dict[str, Any]) -> bool:
+    """Whether a (loaded) trace holds a parallel program (version 1 said ``concurrent``)."""
+    return trace.get("kind") in ("parallel", "concurrent")

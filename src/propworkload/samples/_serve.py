@@ -13,6 +13,8 @@ import sys
 import threading
 from typing import Any
 
+from . import load_sample, validate_bugs
+
 __all__ = ["serve_socket"]
 
 
@@ -30,8 +32,6 @@ def serve_socket(app: Any, sock: socket.socket) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    from . import load_sample, validate_bugs
-
     parser = argparse.ArgumentParser(prog="propworkload.samples._serve")
     parser.add_argument("name")
     parser.add_argument("--fd", type=int, required=True)

@@ -1,0 +1,421 @@
+"""What the commands do, behind the command line: ``run``, ``explore`` and ``replay``.
+
+Each takes its options as values and a stream to print to, and returns the exit status;
+tool errors are raised as :class:`PropworkloadError` (the command line prints them as one
+line). The command line (``_cli``) only parses; tests call these in-process, with an app
+served in-process as the target (``transport``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+import httpx
+
+from ._console import (
+    ConsoleReporter,
+    example_lines,
+    fail_line,
+    format_coverage,
+    format_replay,
+    found_line,
+    trace_lines,
+)
+from ._database import open_database
+from ._engine import RunConfig, catalog, fresh_seed, run_model
+from ._errors import InvalidOption, InvalidTrace
+from ._events import Event, FailureFound, Notice
+from ._explore import ExploreResult, WorkerJob, explore_workers
+from ._explore import explore as run_explore
+from ._faults import FaultPlan, parse_faults
+from ._loader import load_model
+from ._model import Model
+from ._parallel import program_lines
+from ._progress import Progress
+from ._record import redact_url
+from ._regression import emit_pytest as write_pytest
+from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
+from ._report import json_report, write_json_report, write_junit
+from ._target import check_url, resolve_target
+from ._trace import Artifacts, TraceWriter, is_parallel, load_trace
+
+__all__ = ["ExploreOptions", "RunOptions", "explore", "replay", "run"]
+
+DEFAULT_EXAMPLES = 100
+DEFAULT_STEPS = 20
+DEFAULT_TIME_BUDGET = 120.0
+DEFAULT_REPEAT = 3
+
+
+@attrs.frozen(kw_only=True)
+class RunOptions:
+    """The options of ``propworkload run`` (and of a model's own ``main``)."""
+
+    url: str | None = None
+    examples: int = DEFAULT_EXAMPLES
+    steps: int = DEFAULT_STEPS
+    seed: int | None = None
+    time_budget: float = DEFAULT_TIME_BUDGET
+    database: str = ""
+    faults: str = ""
+    fault_rate: float | None = None
+    concurrency: int | None = None
+    repeat: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ExploreOptions:
+    """The options of ``propworkload explore``."""
+
+    url: str | None = None
+    time_budget: float | None = None
+    examples: int | None = None
+    workers: int = 1
+    seed: int | None = None
+    steps: int = DEFAULT_STEPS
+    database: str = ""
+    faults: str = ""
+    fault_rate: float | None = None
+    report_json: Path | None = None
+    junit: Path | None = None
+    fail_on_gap: bool = False
+    concurrency: int | None = None
+    repeat: int | None = None
+
+
+def _fault_plan(faults: str, fault_rate: float | None) -> FaultPlan | None:
+    if not faults:
+        if fault_rate is not None:
+            raise InvalidOption("--fault-rate needs --faults: say which faults to inject")
+        return None
+    kinds = parse_faults(faults)
+    return FaultPlan(kinds=kinds) if fault_rate is None else FaultPlan(kinds=kinds, rate=fault_rate)
+
+
+def _repeat(repeat: int | None, concurrency: int | None) -> int:
+    if repeat is not None and concurrency is None:
+        raise InvalidOption("--repeat needs --concurrency: it is the runs of each program")
+    return DEFAULT_REPEAT if repeat is None else repeat
+
+
+def _config(**fields: Any) -> RunConfig:
+    try:
+        return RunConfig(**fields)
+    except ValueError as exc:
+        raise InvalidOption(str(exc)) from None
+
+
+def _embedded(url: str | None) -> bool:
+    return not (url or os.environ.get("APP_URL"))
+
+
+def run(
+    model_cls: type[Model],
+    model_path: str | None,
+    options: RunOptions,
+    *,
+    out: TextIO | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """``propworkload run``: a bounded workload. ``transport`` reaches ``options.url``
+    without the network (an app served in-process)."""
+    stream = out or sys.stdout
+    console = ConsoleReporter(stream)
+    repeat = _repeat(options.repeat, options.concurrency)
+    seed = fresh_seed() if options.seed is None else options.seed
+    artifacts = Artifacts(notify=lambda message: console(Notice(message=message)))
+    failures_db = open_database(
+        options.database, default_folder=lambda: artifacts.folder() / "examples"
+    )
+    plan = _fault_plan(options.faults, options.fault_rate)
+    with resolve_target(options.url, sample=model_cls.sample, owner=model_cls.__name__) as target:
+        config = _config(
+            url=target,
+            examples=options.examples,
+            steps=options.steps,
+            seed=seed,
+            time_budget=options.time_budget,
+            model_path=model_path,
+            database=failures_db,
+            retry_saved=options.seed is None,
+            faults=plan,
+            concurrency=options.concurrency,
+            repeat=repeat,
+            transport=transport,
+        )
+        writer = TraceWriter.for_model(
+            model_cls,
+            model_path,
+            seed=seed,
+            target=target,
+            artifacts=artifacts,
+            sample=model_cls.sample if _embedded(options.url) else None,
+        )
+        result = run_model(model_cls, config, listeners=[console], write_trace=writer)
+    return result.exit_code
+
+
+def explore(
+    model_cls: type[Model],
+    model_path: str,
+    options: ExploreOptions,
+    *,
+    out: TextIO | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """``propworkload explore``: rounds with fresh seeds until the budget, every distinct
+    failure, coverage, reports; sequential or parallel programs alike."""
+    stream = out or sys.stdout
+
+    def echo(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    if options.time_budget is not None and options.examples is not None:
+        raise InvalidOption("give --time-budget or --examples, not both")
+    if transport is not None and options.workers > 1:
+        raise InvalidOption("an in-process target takes one worker: drop --workers")
+    budget = options.time_budget
+    if budget is None:
+        budget = 300.0 if options.examples is None else 86400.0
+    plan = _fault_plan(options.faults, options.fault_rate)
+    repeat = _repeat(options.repeat, options.concurrency)
+    seed = fresh_seed() if options.seed is None else options.seed
+    pinned = options.seed is not None
+    embedded = _embedded(options.url)
+    progress = Progress(budget=budget if options.examples is None else None, stream=stream)
+    artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))
+    started = time.perf_counter()
+    try:
+        with resolve_target(
+            options.url, sample=model_cls.sample, owner=model_cls.__name__
+        ) as target:
+            clients = f" concurrency={options.concurrency}" if options.concurrency else ""
+            progress.print(
+                f"SEED {seed} model={model_cls.model_name()} target={redact_url(target)} "
+                f"workers={options.workers}{clients}"
+            )
+            config = _config(
+                url=target,
+                seed=seed,
+                steps=options.steps,
+                time_budget=budget,
+                model_path=model_path,
+                retry_saved=not pinned,
+                faults=plan,
+                concurrency=options.concurrency,
+                repeat=repeat,
+                transport=transport,
+            )
+            sample = model_cls.sample if embedded else None
+            if options.workers == 1:
+                failures_db = open_database(
+                    options.database, default_folder=lambda: artifacts.folder() / "examples"
+                )
+
+                def make_writer(round_seed: int) -> TraceWriter:
+                    return TraceWriter.for_model(
+                        model_cls,
+                        model_path,
+                        seed=round_seed,
+                        target=target,
+                        artifacts=artifacts,
+                        sample=sample,
+                    )
+
+                def found(event: Event) -> None:
+                    if isinstance(event, FailureFound) and event.first and event.example.failure:
+                        progress.print(found_line(event.example))
+
+                result = run_explore(
+                    model_cls,
+                    attrs.evolve(config, database=failures_db),
+                    examples=options.examples,
+                    listeners=[progress, found],
+                    make_writer=make_writer,
+                )
+            else:
+                database = options.database or str(artifacts.folder() / "examples")
+                examples = options.examples
+                jobs = [
+                    WorkerJob(
+                        model=f"{model_path}::{model_cls.__name__}",
+                        config=attrs.evolve(config, seed=seed + 1000 * i),
+                        database=database,
+                        examples=None if examples is None else -(-examples // options.workers),
+                        sample=sample,
+                        worker=i,
+                    )
+                    for i in range(options.workers)
+                ]
+                parts = explore_workers(jobs, tick=progress.set)
+                result = ExploreResult(
+                    model=model_cls.model_name(),
+                    target=target,
+                    seed=seed,
+                    workers=options.workers,
+                    concurrency=options.concurrency,
+                )
+                for part in parts:
+                    result.merge(part)
+                if not parts:
+                    result.stopped = "interrupted"
+                result.seconds = time.perf_counter() - started
+    finally:
+        progress.close()
+    coverage = result.coverage.to_json(**catalog(model_cls, options.concurrency))
+    result.gaps = coverage["gaps"]
+    for found_failure in result.failures:
+        echo(fail_line(found_failure.failure))
+        for line in example_lines(
+            found_failure.example,
+            shrunk_from=found_failure.first_steps,
+            flaky=found_failure.flaky,
+            minimal=found_failure.minimal,
+        ):
+            echo(line)
+        for line in trace_lines(found_failure.trace_path, found_failure.example):
+            echo(line)
+    failed_names = {f.failure.invariant for f in result.failures}
+    for name, count in coverage["checks"].items():
+        if name not in failed_names:
+            echo(f"INVARIANT PASS {name} checks={count}")
+    for line in format_coverage(coverage):
+        echo(line)
+    code = result.exit_code
+    if code == 0 and options.fail_on_gap and result.gaps:
+        code = 1
+    if options.report_json:
+        report = json_report(result, coverage=coverage, failed=code == 1)
+        write_json_report(options.report_json, report)
+        echo(f"REPORT json: {options.report_json}")
+    if options.junit:
+        write_junit(
+            options.junit,
+            result,
+            invariants=list(coverage["checks"]),
+            gaps_fail=options.fail_on_gap,
+        )
+        echo(f"REPORT junit: {options.junit}")
+    verdict = "failed" if code == 1 else "passed"
+    extra = f" stopped={result.stopped}" if result.stopped else ""
+    if result.concurrency is not None:
+        extra += f" runs={result.runs}"
+        if result.unchecked:
+            extra += f" unchecked={result.unchecked}"
+    echo(
+        f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
+        f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
+        f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
+    )
+    return code
+
+
+def replay(
+    trace_file: str,
+    *,
+    url: str | None = None,
+    repeat: int | None = None,
+    model_file: str | None = None,
+    emit_pytest: Path | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """``propworkload replay``: re-execute a trace's steps (or its parallel program) and
+    say whether the failure happens again; or write it as a pytest regression."""
+    stream = out or sys.stdout
+
+    def echo(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    trace = load_trace(trace_file)
+    model_path = Path(model_file) if model_file else model_path_from_trace(trace, Path(trace_file))
+    if not model_path.is_file():
+        raise InvalidTrace(
+            f"{trace_file}: its model file {model_path} is missing; pass --model PATH"
+        )
+    if emit_pytest is not None:
+        write_pytest(trace, Path(trace_file), model_path, emit_pytest)
+        echo(f"wrote {emit_pytest}; run it with: APP_URL=<service> python -m pytest {emit_pytest}")
+        return 0
+    model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
+    target: str | None
+    if url:
+        target = shown = check_url(url, "--url")
+    elif os.environ.get("APP_URL"):
+        target = shown = check_url(os.environ["APP_URL"], "APP_URL")
+    elif trace.get("sample") and trace.get("sample") == model_cls.sample:
+        # The run used the embedded sample service, long gone: start a fresh one.
+        target, shown = None, f"embedded-{trace['sample']}-sample"
+    else:
+        target = shown = check_url(trace["target"], "the trace's target")
+    if is_parallel(trace):
+        return _replay_program(trace, trace_file, model_cls, target, shown, repeat, echo)
+    runs = repeat or 1
+    steps = len(trace["steps"])
+    echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} steps={steps}")
+    reproduced = failed = 0
+    detailed = False
+    for run_number in range(1, runs + 1):
+        outcome = replay_trace(trace, model_cls, target)
+        reproduced += outcome.reproduced
+        failed += outcome.failure is not None
+        if runs == 1:
+            for line in format_replay(outcome):
+                echo(line)
+            continue
+        verdict = (
+            "reproduced"
+            if outcome.reproduced
+            else (
+                f"failed with {outcome.failure.invariant}"
+                if outcome.failure
+                else "did not reproduce"
+            )
+        )
+        echo(f"run {run_number}/{runs}: {verdict}")
+        if not detailed and (outcome.failure is not None or run_number == runs):
+            detailed = True
+            for line in format_replay(outcome):
+                echo(f"  {line}")
+    if runs > 1:
+        echo(f"REPLAY reproduced {reproduced}/{runs}")
+    return 1 if failed else 0
+
+
+def _replay_program(
+    trace: dict[str, Any],
+    trace_file: str,
+    model_cls: type[Model],
+    target: str | None,
+    shown: str,
+    repeat: int | None,
+    echo: Callable[[str], None],
+) -> int:
+    """Replay a parallel program as many times as the search needed to see it fail (the
+    trace's ``replay_runs``), or ``repeat`` times."""
+    program = decode_program(model_cls, trace["program"])
+    recorded = trace.get("replay_runs") or trace.get("repeat") or 1
+    runs = repeat or max(1, int(recorded))
+    echo(
+        f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} "
+        f"operations={program.size} clients={program.clients} runs={runs}"
+    )
+    reproduced = 0
+    shown_failure = False
+    with Replay(model_cls, url=target) as replayer:
+        for number in range(1, runs + 1):
+            record = replayer.run_program(program)
+            failure = record.failure
+            reproduced += failure is not None
+            echo(f"run {number}/{runs}: {fail_line(failure) if failure else 'linearizable'}")
+            if failure is not None and not shown_failure:
+                shown_failure = True
+                for line in program_lines(record):
+                    echo(f"  {line}")
+    echo(f"REPLAY reproduced {reproduced}/{runs}")
+    return 1 if reproduced else 0

@@ -1,0 +1,489 @@
+"""Parallel programs: drawing them, running one against the service, checking its history.
+
+A program (``_program``) is a prefix of operations run by one client, K branches run by K
+threads released together (each client with its own connection), and the model's final
+operations (observations) after all of them. :func:`execute_program` runs it once and
+returns an :class:`ExampleRecord` like any example's: one step per operation, with its
+client, call and return times, what it observed, and its exchanges. The history is then
+checked for linearizability against the operations' model transitions
+(``_linearizability``).
+
+Faults (``--faults``) go into the operations' requests as in sequential runs; they are
+drawn with the program (a fault for each of an operation's first requests), so replay
+injects the same ones. A request the service may have received without the client seeing
+the answer (``lost-response``, ``reset``, the copy of a ``duplicate``) may have taken
+effect on its own: the history gets one more operation of unknown outcome for it, which
+may take effect at any moment after the call, or never.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from hypothesis import strategies as st
+
+from ._errors import InvalidModel, InvariantFailure
+from ._faults import DrawnFaults, Fault, FaultPlan, ScriptedFaults
+from ._linearizability import Operation as HistoryOp
+from ._linearizability import check_operations
+from ._model import Model, model_error
+from ._operations import UNKNOWN, Operation, operations_of
+from ._program import Invocation, Program
+from ._record import ExampleRecord, Failure, HistoryCheck, Step, jsonable, redact_text
+from ._runtime import RunState, StopRun
+from ._text import cut, short
+from ._timeline import render_timeline
+from ._values import UnencodableValue, encode
+
+__all__ = [
+    "PERTURB_MAX",
+    "ProgramShape",
+    "describe_step",
+    "execute_program",
+    "program_lines",
+    "runs_needed",
+    "timeline_html",
+]
+
+#: Most operations in a program's prefix and in one client's branch.
+MAX_PER_CLIENT = 3
+#: Requests of one operation that may get a drawn fault (its first ones).
+FAULT_SLOTS = 2
+#: Chance that a client waits before an operation, and the longest wait (seconds): the
+#: schedule perturbation that moves clients' operations against each other.
+PERTURB_RATE = 0.3
+PERTURB_MAX = 0.03
+#: Methods whose requests change nothing: a lost answer to one needs no extra operation.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Faults after which the service may have applied a request the client got no answer to.
+_HIDDEN_DELIVERY = frozenset({"lost-response", "reset", "duplicate"})
+
+
+class ProgramShape:
+    """What the programs of one run are made of: the model's operations (those clients
+    draw and the final ones), the clients, the longest program, faults, perturbation."""
+
+    def __init__(
+        self,
+        model_cls: type[Model],
+        *,
+        concurrency: int,
+        steps: int,
+        faults: FaultPlan | None = None,
+        perturb: bool = True,
+    ) -> None:
+        if model_cls.model_state is None:
+            raise InvalidModel(
+                f"{model_cls.__name__} has no model_state: --concurrency needs the initial "
+                "state of the reference model (a class attribute, e.g. model_state = Ledger)"
+            )
+        operations = operations_of(model_cls)
+        missing = [name for name in model_cls.final_operations if name not in operations]
+        if missing:
+            raise InvalidModel(
+                f"{model_cls.__name__}.final_operations names {missing[0]!r}, which is not "
+                "an @operation of the model"
+            )
+        finals = set(model_cls.final_operations)
+        self.drawable = [op for name, op in operations.items() if name not in finals]
+        if not self.drawable:
+            raise InvalidModel(
+                f"{model_cls.__name__} declares no @operation: --concurrency needs the "
+                "operations clients run at once, each with its model transition (see docs)"
+            )
+        self.final = tuple(Invocation(name) for name in model_cls.final_operations)
+        self.concurrency = concurrency
+        self.steps = steps
+        self.faults = DrawnFaults(faults) if faults is not None else None
+        self.perturb = perturb
+        self._invocation = st.one_of(
+            [st.fixed_dictionaries(op.arguments).map(_invoking(op.name)) for op in self.drawable]
+        )
+
+    def operation_names(self) -> list[str]:
+        """Every operation a program of this shape may run."""
+        return [op.name for op in self.drawable] + [i.name for i in self.final]
+
+    def draw(self, data: Any, conjecture: Any) -> Program:
+        """A program, drawn from Hypothesis's ``data`` (``st.data()``) and, for faults
+        and delays, its ``ConjectureData``."""
+        left = self.steps
+        groups: list[list[Invocation]] = []
+        for _ in range(self.concurrency + 1):
+            most = min(MAX_PER_CLIENT, left)
+            drawn = data.draw(st.lists(self._invocation, max_size=most)) if most else []
+            left -= len(drawn)
+            groups.append(drawn)
+        prefix, *branches = groups
+        prefix = [self._decorate(inv, conjecture, delay=False) for inv in prefix]
+        branches = [[self._decorate(inv, conjecture) for inv in b] for b in branches]
+        return Program(tuple(prefix), tuple(tuple(b) for b in branches), self.final)
+
+    def _decorate(
+        self, invocation: Invocation, conjecture: Any, *, delay: bool = True
+    ) -> Invocation:
+        wait = 0.0
+        if delay and self.perturb and conjecture.draw_boolean(PERTURB_RATE):
+            wait = conjecture.draw_integer(1, round(PERTURB_MAX * 1000)) / 1000
+        faults: tuple[Fault | None, ...] = ()
+        if self.faults is not None:
+            faults = tuple(self.faults.draw(conjecture) for _ in range(FAULT_SLOTS))
+            if not any(faults):
+                faults = ()
+        return Invocation(invocation.name, invocation.arguments, wait, faults)
+
+
+def _invoking(name: str) -> Callable[[dict[str, Any]], Invocation]:
+    return lambda arguments: Invocation(name, arguments)
+
+
+class _Spec:
+    """The model's operations as the linearizability checker's sequential model."""
+
+    def __init__(self, model_cls: type[Model]) -> None:
+        self._operations = operations_of(model_cls)
+        initial = model_cls.model_state
+        assert initial is not None
+        self._init = initial
+
+    def init(self) -> Any:
+        return self._init()
+
+    def step(self, state: Any, op: HistoryOp) -> tuple[bool, Any]:
+        name, arguments = op.input
+        transition = self._operations[name].transition
+        assert transition is not None
+        output = UNKNOWN if op.unknown else op.output
+        try:
+            return transition(state, output, **arguments)
+        except Exception as exc:
+            raise model_error(
+                f"the model transition of {name} raised {type(exc).__name__}: {exc} "
+                f"(on output {short(output)})"
+            ) from exc
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().split("\n", 1)[0]
+    return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+class _Client:
+    """One client of a program run: its model instance, the record it writes into and
+    the faults it injects."""
+
+    def __init__(
+        self,
+        model_cls: type[Model],
+        run: RunState,
+        record: ExampleRecord,
+        tenant: str,
+        shared: dict[str, Any],
+    ) -> None:
+        self.record = record
+        self.faults = ScriptedFaults()
+        self.model = model_cls._pw_client(
+            run, record, tenant=tenant, shared=shared, faults=self.faults
+        )
+        self.operations = operations_of(model_cls)
+
+    def perform(self, client: int, invocation: Invocation, started: float) -> None:
+        operation: Operation = self.operations[invocation.name]
+        if invocation.delay:
+            time.sleep(invocation.delay)
+        record = self.record
+        self.faults.load(list(invocation.faults))
+        step = record.begin_step(invocation.name, invocation.arguments)
+        step.client, step.delay = client, invocation.delay
+        step.call = time.perf_counter() - started
+        try:
+            output = operation.call(self.model, **invocation.arguments)
+        except httpx.TransportError as exc:
+            # Unanswered (a fault, a timeout): the outcome is unknown.
+            step.unknown = _describe_error(exc)
+        except InvariantFailure as exc:
+            step.ret = time.perf_counter() - started
+            step.error, step.failed_check = _describe_error(exc), exc.name
+            self.model._pw_note_failure(exc, rule=invocation.name, invariant=None)
+        except Exception as exc:
+            step.ret = time.perf_counter() - started
+            step.error = _describe_error(exc)
+            self.model._pw_note_failure(exc, rule=invocation.name, invariant=None)
+        else:
+            step.ret = time.perf_counter() - started
+            step.output = output
+        finally:
+            step.duration_ms = (time.perf_counter() - started - step.call) * 1000
+            self.faults.load([])
+            record.phase = "after"
+        if step.ret is not None and step.error is None:
+            try:
+                encode(output)
+            except UnencodableValue as exc:
+                raise model_error(f"the output of operation {invocation.name}: {exc}") from None
+
+
+def execute_program(
+    model_cls: type[Model],
+    program: Program,
+    run: RunState,
+    *,
+    number: int = 0,
+    check_timeout: float = 10.0,
+) -> ExampleRecord:
+    """Run ``program`` once against the run's target and check its history.
+
+    The first client runs the model's ``reset()`` and ``setup()``, the prefix, then (once
+    every branch is done) the final operations and ``teardown()``, which runs even when
+    something failed; the returned record holds the steps of all clients, the check and
+    the failure, if any."""
+    tenant = f"{model_cls.tenant_prefix}{secrets.token_hex(4)}"
+    record = ExampleRecord(number=number, tenant=tenant, program=program)
+    run.current_example = record  # where sometimes() and reachable() count
+    shared: dict[str, Any] = {}
+    first = _Client(model_cls, run, record, tenant, shared)
+    clients = [first]
+    started = time.perf_counter()
+    try:
+        first.model._pw_prepare()
+        for invocation in program.prefix:
+            first.perform(0, invocation, started)
+        branch_records = [ExampleRecord(number=number, tenant=tenant) for _ in program.branches]
+        branch_clients = {
+            i: _Client(model_cls, run, branch_records[i], tenant, shared)
+            for i, branch in enumerate(program.branches)
+            if branch
+        }
+        clients += list(branch_clients.values())
+        _run_branches(program, branch_clients, run, started)
+        for branch_record in branch_records:
+            for step in branch_record.steps:
+                record.steps.append(step)
+            if record.failure is None and branch_record.failure is not None:
+                record.failure = branch_record.failure
+        for invocation in program.final:
+            first.perform(0, invocation, started)
+    finally:
+        with record.in_phase("after"):
+            try:
+                first.model.teardown()
+            except StopRun:
+                raise
+            except Exception as exc:
+                if record.failure is None:
+                    record.failure = Failure(
+                        invariant="unexpected_error",
+                        expected="no exception",
+                        actual=_describe_error(exc),
+                        ids={"rule": "teardown"},
+                        step=len(record.steps),
+                        error=_describe_error(exc),
+                        rule="teardown",
+                    )
+        for client in clients:
+            client.model.http.close()
+    for index, step in enumerate(record.steps, 1):
+        step.index = index
+    _check(model_cls, record, timeout=check_timeout)
+    return record
+
+
+def _run_branches(
+    program: Program, clients: dict[int, _Client], run: RunState, started: float
+) -> None:
+    """Run every client's branch in a thread of its own, released together."""
+    if not clients:
+        return
+    barrier = threading.Barrier(len(clients))
+    raised: list[BaseException] = []
+
+    def branch(i: int) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=30)
+        try:
+            for invocation in program.branches[i]:
+                clients[i].perform(i + 1, invocation, started)
+        except BaseException as exc:  # a stop (target gone, model error) or a bug: the
+            raised.append(exc)  # main thread raises it after the join
+
+    threads = [
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(branch, i),
+            daemon=True,
+            name=f"propworkload-client-{i + 1}",
+        )
+        for i in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        remaining = run.remaining()
+        # A client stuck past the run's deadline is left behind (its thread is a daemon).
+        thread.join(timeout=None if remaining is None else remaining + 1.0)
+        if thread.is_alive():
+            run.stopped = "time budget"
+            raise StopRun("time budget")
+    if raised:
+        raise raised[0]
+
+
+def _hidden_deliveries(step: Step) -> int:
+    """Deliveries of the step's requests whose effect the client did not see: each may
+    have taken effect on its own (one of them is the step itself when its outcome is
+    unknown)."""
+    hidden = sum(
+        1
+        for exchange in step.own_exchanges()
+        if exchange.fault is not None
+        and exchange.fault.get("kind") in _HIDDEN_DELIVERY
+        and exchange.method.upper() not in _SAFE_METHODS
+    )
+    return max(0, hidden - (1 if step.ret is None else 0))
+
+
+def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> None:
+    """Check the record's history; set its check, counts and failure."""
+    operations: list[HistoryOp] = []
+    steps: list[int] = []
+    for step in record.steps:
+        assert step.client is not None and step.call is not None
+        unknown = step.ret is None or step.error is not None
+        operations.append(
+            HistoryOp(
+                client=step.client,
+                input=(step.rule, step.arguments),
+                call=step.call,
+                ret=None if unknown else step.ret,
+                output=None if unknown else step.output,
+            )
+        )
+        steps.append(step.index)
+        for _ in range(_hidden_deliveries(step)):
+            operations.append(
+                HistoryOp(
+                    client=step.client, input=(step.rule, step.arguments), call=step.call, ret=None
+                )
+            )
+            steps.append(step.index)
+    result = check_operations(
+        _Spec(model_cls), operations, partition=model_cls.partition, timeout=timeout
+    )
+    record.history = HistoryCheck(operations=operations, steps=steps, result=result)
+    if result.verdict != "unknown":
+        record.checks["linearizable"] += 1
+    if record.failure is not None and record.failure.invariant != "unexpected_error":
+        return  # a check inside an operation failed: that is the finding
+    if result.verdict == "illegal":
+        index = record.history.blocked_step()
+        blocked = record.steps[index - 1] if index else None
+        actual = "no order of the operations explains the results"
+        if blocked is not None:
+            call, answer = describe_step(blocked)
+            actual = f"{call} -> {answer} fits no order of the operations"
+        record.failure = Failure(
+            invariant="linearizable",
+            expected="linearizable",
+            actual=actual,
+            ids={"tenant": record.tenant, "client": blocked.client if blocked else None},
+            step=index or 0,
+            operation=blocked.rule if blocked else None,
+        )
+
+
+def describe_step(step: Step, width: int = 48) -> tuple[str, str]:
+    """An operation's call (``pay(key=k0, amount=5)``) and what it observed
+    (``status=201 id=ch_91a2 amount=5``; ``?`` when its outcome is unknown)."""
+    arguments = ", ".join(f"{k}={short(v, 24)}" for k, v in step.arguments.items())
+    if step.ret is None:
+        answer = "?"
+    elif step.error is not None:
+        answer = f"raised {step.error}"
+    else:
+        output = jsonable(step.output)
+        if isinstance(output, dict):
+            answer = " ".join(
+                f"{k}={v if isinstance(v, str) else short(v, width)}" for k, v in output.items()
+            )
+        else:
+            answer = short(output, 60)
+    return f"{step.rule}({arguments})", answer
+
+
+def timeline_html(model_name: str, record: ExampleRecord) -> str:
+    """The HTML timeline of a parallel program's run."""
+    history = record.history
+    assert history is not None
+    by_op = {
+        id(op): record.steps[index - 1]
+        for op, index in zip(history.operations, history.steps, strict=True)
+    }
+    return render_timeline(
+        history.operations,
+        history.result,
+        title=f"{model_name}: {record.tenant}",
+        describe=lambda op: describe_step(by_op[id(op)]),
+        show_state=lambda state: short(jsonable(state), 200),
+    )
+
+
+def program_lines(record: ExampleRecord, most: int = 44) -> list[str]:
+    """A run of a program as lines: the prefix, the clients side by side, the final
+    operations; each operation with what it observed."""
+    program = record.program
+    assert program is not None
+    by_client: dict[int, list[Step]] = {}
+    for step in record.steps:
+        by_client.setdefault(step.client or 0, []).append(step)
+    first = by_client.get(0, [])
+    prefix, final = first[: len(program.prefix)], first[len(program.prefix) :]
+    lines = []
+    if prefix:
+        lines.append("    prefix (client 0):")
+        lines += [f"      {' -> '.join(describe_step(s))}" for s in prefix]
+    branches = [by_client.get(i, []) for i in range(1, program.clients + 1)]
+    texts = [_cell(step) for branch in branches for step in branch]
+    width = min(most, max([len(t) for t in texts] + [len("client 0 (idle)")]))
+    shown = [i for i, branch in enumerate(branches) if branch] or [0]
+    idle = len(branches) - len([b for b in branches if b])
+    header = " | ".join(f"client {i + 1}".ljust(width) for i in shown)
+    note = f"   ({idle} more idle)" if idle and len(shown) < len(branches) else ""
+    lines.append(f"    at once: {header.rstrip()}{note}")
+    for row in range(max((len(b) for b in branches), default=0)):
+        cells = []
+        for i in shown:
+            branch = branches[i]
+            cells.append(
+                cut(_cell(branch[row]), width).ljust(width) if row < len(branch) else " " * width
+            )
+        lines.append(f"             {' | '.join(cells).rstrip()}")
+    if final:
+        lines.append("    then (client 0):")
+        lines += [f"      {' -> '.join(describe_step(s))}" for s in final]
+    return lines
+
+
+def _cell(step: Step) -> str:
+    call, answer = describe_step(step)
+    wait = f"[+{step.delay * 1000:.0f}ms] " if step.delay else ""
+    faults = [e.fault["kind"] for e in step.own_exchanges() if e.fault]
+    injected = f" [{', '.join(faults)}]" if faults else ""
+    return f"{wait}{call} -> {answer}{injected}"
+
+
+def runs_needed(failed: int, runs: int, *, confidence: float, least: int, most: int) -> int:
+    """Runs of a program that see a failure it shows ``failed`` times in ``runs`` with
+    probability ``confidence``, between ``least`` and ``most``."""
+    rate = (failed + 0.5) / (runs + 1.0)
+    if rate >= 1:
+        return least
+    needed = math.ceil(math.log(1 - confidence) / math.log(1 - rate))
+    return max(least, min(most, needed))

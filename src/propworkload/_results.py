@@ -1,0 +1,69 @@
+"""How a run ended: :class:`RunResult`, the value the engine returns and reporters read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from ._coverage import Coverage
+from ._faults import FaultPlan
+from ._record import ExampleRecord, Failure
+
+__all__ = ["RunResult", "interrupted_code"]
+
+
+def interrupted_code(stopped: str | None) -> int:
+    """The exit status of a run stopped by a signal before anything failed (0 otherwise)."""
+    return {"terminated": 143, "interrupted": 130}.get(stopped or "", 0)
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """How a run ended.
+
+    ``example`` is the minimal failing example (or the original one when the failure was
+    flaky), ``first_example`` the first failing example seen, before shrinking. In a
+    concurrent run (``concurrency`` set) each example is a parallel program, ``runs``
+    counts the times programs ran and ``unchecked`` the runs whose check timed out.
+    """
+
+    model: str
+    seed: int
+    target: str
+    passed: bool
+    examples: int
+    steps: int
+    seconds: float
+    checks: dict[str, int]
+    failure: Failure | None = None
+    example: ExampleRecord | None = None
+    first_example: ExampleRecord | None = None
+    flaky: bool = False
+    stopped: str | None = None
+    trace_path: Path | None = None
+    blob: str | None = None
+    saved_retried: int = 0
+    saved_dropped: int = 0
+    #: Examples dropped because a rule's outcome became unknown and the rule let the
+    #: transport error escape (see ``Model.retry``).
+    abandoned: int = 0
+    faults: FaultPlan | None = None
+    coverage: Coverage = attrs.field(factory=Coverage)
+    concurrency: int | None = None
+    runs: int = 0
+    unchecked: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        if not self.passed:
+            return 1
+        # Stopped by a signal before anything failed: not a pass, the conventional status.
+        return interrupted_code(self.stopped)
+
+    @property
+    def timeline_path(self) -> Path | None:
+        """The HTML timeline beside the trace of a parallel program's failure."""
+        if self.trace_path is None or self.example is None or not self.example.parallel:
+            return None
+        return self.trace_path.with_suffix(".html")
