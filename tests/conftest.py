@@ -18,6 +18,7 @@ from propworkload import PropworkloadError
 from propworkload._asgi import InProcessTransport
 from propworkload._commands import ExploreOptions, RunOptions
 from propworkload._commands import explore as explore_command
+from propworkload._commands import replay as replay_command
 from propworkload._commands import run as run_command_in_process
 from propworkload._loader import load_model
 from propworkload._target import sample_service
@@ -104,11 +105,44 @@ class InProcess:
             run_command_in_process, model, RunOptions(url=self.url, **options), self.transport
         )
 
+    def run_args(self, model: str | Path, *args: str) -> Completed:
+        """:meth:`run` with the options as on the command line (``"--seed", "1"``)."""
+        return self.run(model, **cli_options(args))
+
+    def replay(self, trace: str | Path, *args: str) -> Completed:
+        """``propworkload replay TRACE`` against this service, in this process."""
+        import io
+
+        out = io.StringIO()
+        options = cli_options(args)
+        try:
+            code = replay_command(
+                str(trace), url=self.url, out=out, transport=self.transport, **options
+            )
+        except PropworkloadError as exc:
+            return Completed(code=exc.exit_code, out=out.getvalue(), err=f"error: {exc}\n")
+        return Completed(code=code, out=out.getvalue(), err="")
+
     def explore(self, model: str | Path, **options: Any) -> Completed:
         """``propworkload explore MODEL`` against this service, in this process."""
         return _in_process(
             explore_command, model, ExploreOptions(url=self.url, **options), self.transport
         )
+
+
+_INTEGERS = {"examples", "steps", "seed", "concurrency", "repeat", "workers"}
+_FLOATS = {"time_budget", "fault_rate"}
+
+
+def cli_options(args: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Command-line options (``--time-budget 5``) as keyword arguments."""
+    options: dict[str, Any] = {}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        name = flag.removeprefix("--").replace("-", "_")
+        options[name] = (
+            int(value) if name in _INTEGERS else float(value) if name in _FLOATS else value
+        )
+    return options
 
 
 def _in_process(command: Any, model: str | Path, options: Any, transport: Any) -> Completed:

@@ -11,12 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, Completed, run_command
+from conftest import ROOT, Completed, in_process, run_command
 from propworkload._target import sample_service
 from propworkload.samples import checkout
 from propworkload.samples._bugs import Bug
 
 WORKLOAD = ROOT / ".workers" / "workloads" / "checkout.py"
+MODEL = ROOT / "models" / "checkout.py"
 INVARIANTS = {
     "stock_non_negative",
     "request_accepted",
@@ -302,8 +303,8 @@ def test_no_false_alarm_under_faults_or_clients_at_once(tmp_path: Path) -> None:
 def test_seeded_bug_is_found_named_and_shrunk(bug: Bug, tmp_path: Path) -> None:
     """The run options the bug needs find it: exit 1, its invariant named on the one
     failure line, shrunk to its minimal length (a race: within one operation)."""
-    with sample_service("checkout", (bug.name,)) as url:
-        result = _workload(url, tmp_path, "--seed", "1", *bug.run_options())
+    with in_process("checkout", bug.name) as service:
+        result = service.run_args(MODEL, "--seed", "1", *bug.run_options())
     assert result.code == 1, result.out + result.err
     (fail,) = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
     assert fail.startswith(f"INVARIANT FAIL {bug.invariant} expected="), result.out

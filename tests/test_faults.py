@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Completed, FlakyProxy, payments_workload, run_command
+from conftest import (
+    PAYMENTS_MODEL,
+    Completed,
+    FlakyProxy,
+    in_process,
+    payments_workload,
+    run_command,
+)
 from propworkload import Possible, TargetUnreachable
 from propworkload._faults import (
     EXTENSION,
@@ -210,9 +217,12 @@ def test_fault_only_bug_is_found_with_faults_and_not_without(
     """Without faults the model never sends a refund twice, so the bug hides; with the
     faults that reveal it, it is found, named, shrunk to its minimum with the one fault it
     needs shown in the sequence, and the trace replays it (the fault re-injected)."""
-    with payments(bug.name) as url:
-        plain = payments_workload(url, tmp_path, "--seed", "1")
-        found = payments_workload(url, tmp_path, "--seed", "1", *bug.run_options())
+    with in_process("payments", bug.name) as service:
+        plain = service.run_args(PAYMENTS_MODEL, "--seed", "1")
+        found = service.run_args(PAYMENTS_MODEL, "--seed", "1", *bug.run_options())
+        assert found.code == 1, found.out + found.err
+        (trace_line,) = [line for line in found.lines if line.startswith("  trace: ")]
+        replayed = service.replay(trace_line.split("trace: ", 1)[1])
     assert plain.code == 0, plain.out + plain.err
     assert found.code == 1, found.out + found.err
     (fail,) = [line for line in found.lines if line.startswith("INVARIANT FAIL")]
@@ -222,10 +232,6 @@ def test_fault_only_bug_is_found_with_faults_and_not_without(
     assert _faults_in(trace) == [bug.faults[0]]
     steps = [line for line in found.lines if line.startswith("    ") and " -> " in line]
     assert bug.faults[0] in steps[-1]
-    (trace_line,) = [line for line in found.lines if line.startswith("  trace: ")]
-    path = trace_line.split("trace: ", 1)[1]
-    with payments(bug.name) as url:
-        replayed = run_command(["-m", "propworkload", "replay", path, "--url", url])
     assert replayed.code == 1, replayed.out + replayed.err
     assert f"REPLAY reproduced: {bug.invariant} failed again" in replayed.out
 
@@ -322,13 +328,13 @@ def test_failures_saved_with_faults_are_kept_apart_from_plain_runs(
 ) -> None:
     """A failure that needs a fault is not retried (and dropped) by a run without it."""
     database = str(tmp_path / "db")
-    with payments("lost-refund-retry-rejected") as url:
-        found = payments_workload(
-            url, tmp_path, "--faults", "lost-response", "--database", database
+    with in_process("payments", "lost-refund-retry-rejected") as service:
+        found = service.run_args(
+            PAYMENTS_MODEL, "--faults", "lost-response", "--database", database
         )
-        plain = payments_workload(url, tmp_path, "--database", database)
-        again = payments_workload(
-            url, tmp_path, "--faults", "lost-response", "--database", database
+        plain = service.run_args(PAYMENTS_MODEL, "--database", database)
+        again = service.run_args(
+            PAYMENTS_MODEL, "--faults", "lost-response", "--database", database
         )
     assert found.code == 1, found.out + found.err
     assert plain.code == 0 and "SAVED" not in plain.out, plain.out

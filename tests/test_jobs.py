@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROOT, Completed, run_command
+from conftest import ROOT, Completed, in_process, run_command
 from propworkload._target import sample_service
 from propworkload.samples import Bug
 from propworkload.samples import jobs as jobs_sample
 
 JOBS_WORKLOAD = ROOT / ".workers" / "workloads" / "jobs.py"
+JOBS_MODEL = ROOT / "models" / "jobs.py"
 INVARIANTS = {
     "enqueued_once",
     "unique_ids",
@@ -332,12 +333,13 @@ def _run(key: str, tmp_path: Path) -> tuple[Completed, Completed | None]:
     if key in FALSE_ALARM_RUNS:
         with sample_service("jobs") as url:
             return jobs_workload(url, tmp_path, "--seed", "1", *FALSE_ALARM_RUNS[key]), None
+    # Each bug in this process (the workload entry's own runs are the ones above).
     bug = next(bug for bug in jobs_sample.BUGS if bug.name == key)
-    with sample_service("jobs", (bug.name,)) as url:
-        found = jobs_workload(url, tmp_path, "--seed", "1", *bug.run_options())
+    with in_process("jobs", bug.name) as service:
+        found = service.run_args(JOBS_MODEL, "--seed", "1", *bug.run_options())
         plain = None
         if bug.needs:
-            plain = jobs_workload(url, tmp_path, "--seed", "1", "--examples", "20")
+            plain = service.run_args(JOBS_MODEL, "--seed", "1", "--examples", "20")
     return found, plain
 
 

@@ -15,8 +15,8 @@ from conftest import (
     PAYMENTS_WORKLOAD,
     ROOT,
     Completed,
+    in_process,
     mask_ids,
-    payments_workload,
     run_command,
 )
 from propworkload._engine import RunConfig, run_model
@@ -39,13 +39,13 @@ INVARIANTS = {
 
 
 @pytest.mark.slow
-def test_correct_service_passes_200_examples(payments: Service, tmp_path: Path) -> None:
+def test_correct_service_passes_200_examples() -> None:
     """No false alarm over 200 examples; every invariant is checked and passes."""
-    with payments() as url:
-        result = payments_workload(url, tmp_path, "--examples", "200")
+    with in_process("payments") as service:
+        result = service.run_args(PAYMENTS_MODEL, "--examples", "200")
     assert result.code == 0, result.out + result.err
     assert result.lines[0].startswith("SEED ")
-    assert f"target={url}" in result.lines[0]
+    assert f"target={service.url}" in result.lines[0]
     passed = {line.split()[2] for line in result.lines if line.startswith("INVARIANT PASS")}
     assert passed == INVARIANTS
     (summary,) = [line for line in result.lines if line.startswith("SUMMARY")]
@@ -65,19 +65,18 @@ def test_seeded_bug_is_found_and_named(
     bug: payments_sample.Bug, payments: Service, tmp_path: Path
 ) -> None:
     """Default settings find the bug: exit 1, its invariant named, shrunk to its minimum."""
-    with payments(bug.name) as url:
-        result = payments_workload(url, tmp_path, "--seed", "1")
-    assert result.code == 1, result.out + result.err
+    with in_process("payments", bug.name) as service:
+        result = service.run_args(PAYMENTS_MODEL, "--seed", "1")
+        assert result.code == 1, result.out + result.err
+        (trace_line,) = [line for line in result.lines if line.startswith("  trace: ")]
+        replayed = service.replay(trace_line.split("trace: ", 1)[1])
     fail = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
     assert len(fail) == 1
     assert fail[0].startswith(f"INVARIANT FAIL {bug.invariant} expected=")
     assert f"minimal sequence ({bug.minimal_steps} steps, shrunk from" in result.out
     assert "Traceback" not in result.out + result.err
-    (trace_line,) = [line for line in result.lines if line.startswith("  trace: ")]
     trace = trace_line.split("trace: ", 1)[1]
     assert f"  replay: propworkload replay {trace}" in result.lines
-    with payments(bug.name) as url:
-        replayed = run_command(["-m", "propworkload", "replay", trace, "--url", url])
     assert replayed.code == 1, replayed.out + replayed.err
     assert f"REPLAY reproduced: {bug.invariant} failed again at step" in replayed.out
 

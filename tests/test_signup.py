@@ -10,13 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, Completed, run_command
+from conftest import ROOT, Completed, in_process, run_command
 from propworkload._target import sample_service
 from propworkload.samples import Bug
 from propworkload.samples import signup as signup_sample
 
 MODEL = ROOT / "models" / "signup.py"
 WORKLOAD = ROOT / ".workers" / "workloads" / "signup.py"
+MODEL = ROOT / "models" / "signup.py"
 INVARIANTS = {
     "one_account_per_email",
     "signup_idempotent",
@@ -221,8 +222,8 @@ def test_correct_service_passes_with_every_invariant_checked(tmp_path: Path) -> 
 def test_seeded_bug_is_found_named_and_shrunk(bug: Bug, tmp_path: Path) -> None:
     """What the bug needs (faults, clients at once) on top of default settings finds it:
     exit 1, its invariant named, shrunk to its minimum."""
-    with sample_service("signup", (bug.name,)) as url:
-        result = _run(url, tmp_path, "--seed", "1", *bug.run_options())
+    with in_process("signup", bug.name) as service:
+        result = service.run_args(MODEL, "--seed", "1", *bug.run_options())
     assert result.code == 1, result.out + result.err
     assert "Traceback" not in result.out + result.err
     (fail,) = [line for line in result.lines if line.startswith("INVARIANT FAIL")]

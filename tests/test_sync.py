@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROOT, Completed, run_command
+from conftest import ROOT, Completed, in_process, run_command
 from propworkload._target import sample_service
 from propworkload.samples import Bug
 from propworkload.samples import sync as sync_sample
@@ -280,14 +280,14 @@ def test_no_false_alarm_under_every_fault(tmp_path: Path) -> None:
 def test_seeded_bug_is_found_named_shrunk_and_replayed(bug: Bug, tmp_path: Path) -> None:
     """Default settings (with the faults a bug needs) find it: exit 1, its invariant
     named, shrunk to its minimal sequence; the trace replays it in a fresh store."""
-    with sample_service("sync", (bug.name,)) as url:
-        found = _run(url, tmp_path, "--seed", "1", *bug.run_options())
+    with in_process("sync", bug.name) as service:
+        found = service.run_args(SYNC_MODEL, "--seed", "1", *bug.run_options())
         assert found.code == 1, found.out + found.err
         (trace,) = [line for line in found.lines if line.startswith("  trace: ")]
-        replayed = run_command(
-            ["-m", "propworkload", "replay", trace.split("trace: ", 1)[1], "--url", url]
-        )
-        plain = _run(url, tmp_path, "--seed", "1", "--examples", "30") if bug.needs else None
+        replayed = service.replay(trace.split("trace: ", 1)[1])
+        plain = None
+        if bug.needs:
+            plain = service.run_args(SYNC_MODEL, "--seed", "1", "--examples", "30")
     fail = [line for line in found.lines if line.startswith("INVARIANT FAIL")]
     assert len(fail) == 1, found.out
     assert fail[0].startswith(f"INVARIANT FAIL {bug.invariant} expected=")

@@ -324,9 +324,11 @@ def replay(
     model_file: str | None = None,
     emit_pytest: Path | None = None,
     out: TextIO | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> int:
     """``propworkload replay``: re-execute a trace's steps (or its parallel program) and
-    say whether the failure happens again; or write it as a pytest regression."""
+    say whether the failure happens again; or write it as a pytest regression.
+    ``transport`` reaches ``url`` without the network (an app served in-process)."""
     stream = out or sys.stdout
 
     def echo(line: str) -> None:
@@ -354,14 +356,14 @@ def replay(
     else:
         target = shown = check_url(trace["target"], "the trace's target")
     if is_parallel(trace):
-        return _replay_program(trace, trace_file, model_cls, target, shown, repeat, echo)
+        return _replay_program(trace, trace_file, model_cls, target, shown, repeat, echo, transport)
     runs = repeat or 1
     steps = len(trace["steps"])
     echo(f"REPLAY {trace_file} model={model_cls.model_name()} target={shown} steps={steps}")
     reproduced = failed = 0
     detailed = False
     for run_number in range(1, runs + 1):
-        outcome = replay_trace(trace, model_cls, target)
+        outcome = replay_trace(trace, model_cls, target, transport=transport)
         reproduced += outcome.reproduced
         failed += outcome.failure is not None
         if runs == 1:
@@ -395,6 +397,7 @@ def _replay_program(
     shown: str,
     repeat: int | None,
     echo: Callable[[str], None],
+    transport: httpx.BaseTransport | None,
 ) -> int:
     """Replay a parallel program as many times as the search needed to see it fail (the
     trace's ``replay_runs``), or ``repeat`` times."""
@@ -407,7 +410,7 @@ def _replay_program(
     )
     reproduced = 0
     shown_failure = False
-    with Replay(model_cls, url=target) as replayer:
+    with Replay(model_cls, url=target, transport=transport) as replayer:
         for number in range(1, runs + 1):
             record = replayer.run_program(program)
             failure = record.failure

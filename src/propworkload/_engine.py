@@ -41,6 +41,7 @@ from ._events import Event, FailureFound, RunFinished, RunStarted
 from ._faults import FaultPlan
 from ._model import Model, invariants_of, rules_of
 from ._parallel import ProgramShape, execute_program, runs_needed
+from ._program import Program
 from ._record import ExampleRecord
 from ._results import RunResult
 from ._runtime import RunState, StopRun, using_run
@@ -93,6 +94,8 @@ class RunConfig:
     repeat: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     #: Parallel programs: draw short waits before clients' operations.
     perturb: bool = True
+    #: Parallel programs: let clients repeat an earlier client's operations.
+    mirror: bool = True
     #: Parallel programs: seconds the linearizability check of one history may take.
     check_timeout: float = 10.0
     #: A transport to reach the target with instead of the network (an app served
@@ -185,6 +188,7 @@ class _Parallel:
             steps=config.steps,
             faults=config.faults,
             perturb=config.perturb,
+            mirror=config.mirror,
         )
         self.runs = config.repeat
         self.replay_runs = config.repeat
@@ -200,7 +204,7 @@ class _Parallel:
         parallel_program._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
         return cast("Callable[[], None]", parallel_program)
 
-    def _execute(self, program: Any, number: int) -> ExampleRecord:
+    def _execute(self, program: Program, number: int) -> ExampleRecord:
         state = self.state
         state.before_step()
         remaining = state.remaining()
@@ -218,38 +222,72 @@ class _Parallel:
         state.count_run(record)
         return record
 
-    def example(self, data: st.DataObject) -> None:
-        state = self.state
-        number = state.begin_example().number
-        program = self.shape.draw(data, current_build_context().data)
-        runs = self.runs if state.first_failure is not None else self.config.repeat
+    def _attempt(self, program: Program, number: int, runs: int) -> ExampleRecord:
+        """Run ``program`` until a run fails, at most ``runs`` times; the last run's
+        record, with the runs made."""
         record = self._execute(program, number)
         made = 1
         while record.failure is None and made < runs:
             record = self._execute(program, number)
             made += 1
         record.runs = made
+        return record
+
+    def _measure(self, program: Program, number: int, record: ExampleRecord) -> None:
+        """After ``record`` failed: run the program until it failed ``MEASURE_FAILURES``
+        times (or ``MAX_RUNS`` runs, or the time is up) and note how often it fails."""
+        failed, made = 1, record.runs
+        while failed < MEASURE_FAILURES and made < MAX_RUNS and _time_left(self.state):
+            failed += self._execute(program, number).failure is not None
+            made += 1
+        record.runs, record.failed_runs = made, failed
+        least = self.config.repeat
+        self.runs = runs_needed(failed, made, confidence=0.95, least=least, most=MAX_RUNS)
+        self.replay_runs = runs_needed(failed, made, confidence=0.99, least=least, most=MAX_RUNS)
+
+    def example(self, data: st.DataObject) -> None:
+        state = self.state
+        number = state.begin_example().number
+        program = self.shape.draw(data, current_build_context().data)
+        runs = self.runs if state.first_failure is not None else self.config.repeat
+        record = self._attempt(program, number, runs)
         if record.failure is None:
             state.finish_example(record, counted=True)
             return
-        failed = 1
+        record.failed_runs = 1
         if not self.measured:
             # The run's first failing program: how often does it fail? That sets how many
-            # runs each candidate gets from now on, and how many a replay makes.
+            # runs each candidate gets from now on.
             self.measured = True
-            while failed < MEASURE_FAILURES and made < MAX_RUNS and _time_left(state):
-                failed += self._execute(program, number).failure is not None
-                made += 1
-            self.runs = runs_needed(
-                failed, made, confidence=0.95, least=self.config.repeat, most=MAX_RUNS
-            )
-            self.replay_runs = runs_needed(
-                failed, made, confidence=0.99, least=self.config.repeat, most=MAX_RUNS
-            )
-        record.runs, record.failed_runs = made, failed
+            self._measure(program, number, record)
         record.replay_runs = self.replay_runs
         state.finish_example(record, counted=True)
         raise ProgramFailed(f"{record.failure.signature if record.failure else '?'}")
+
+    def reduce(self, found: ExampleRecord) -> ExampleRecord:
+        """The failing program Hypothesis shrank to, made simpler still by moves on the
+        program itself (``Program.simpler``): each candidate runs as a shrinking
+        candidate does; a simpler one that fails as well is kept. Then how often the
+        result fails is measured, for the report and for replay."""
+        assert found.program is not None and found.failure is not None
+        invariant = found.failure.invariant
+        best, program = found, found.program
+        try:
+            improved = True
+            while improved:
+                improved = False
+                for candidate in program.simpler():
+                    record = self._attempt(candidate, found.number, self.runs)
+                    if record.failure is not None and record.failure.invariant == invariant:
+                        best, program, improved = record, candidate, True
+                        break
+            best.failed_runs = 1
+            self._measure(program, found.number, best)
+        except StopRun:
+            # The time budget ended the reduction: the simplest failing program so far.
+            self.state.stopped = self.state.stopped or "time budget"
+        best.replay_runs = self.replay_runs
+        return best
 
 
 def _time_left(state: RunState) -> bool:
@@ -388,6 +426,19 @@ def run_model(
         example = state.best_failure
     else:
         example = state.last_failure
+    if isinstance(driver, _Parallel) and example is not None:
+        if not state.stopped:
+            # A race that did not fail when Hypothesis re-ran it once may still fail
+            # often: reduce the smallest failing program, and let its measurement say.
+            start = state.best_failure if flaky and state.best_failure else example
+            with using_run(state):
+                reduced = driver.reduce(start)
+            if reduced is not example:
+                blob = None  # Hypothesis's blob reproduces the program before the reduction
+            example = reduced
+            flaky = flaky and example.failed_runs < 2
+        else:
+            example.replay_runs = driver.replay_runs
     result = RunResult(
         model=model_cls.model_name(),
         seed=seed,

@@ -61,6 +61,8 @@ FAULT_SLOTS = 2
 #: schedule perturbation that moves clients' operations against each other.
 PERTURB_RATE = 0.3
 PERTURB_MAX = 0.03
+#: Chance that a client's operations are those of an earlier client (mirroring).
+MIRROR_RATE = 0.25
 #: Methods whose requests change nothing: a lost answer to one needs no extra operation.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Faults after which the service may have applied a request the client got no answer to.
@@ -69,7 +71,9 @@ _HIDDEN_DELIVERY = frozenset({"lost-response", "reset", "duplicate"})
 
 class ProgramShape:
     """What the programs of one run are made of: the model's operations (those clients
-    draw and the final ones), the clients, the longest program, faults, perturbation."""
+    draw and the final ones), the clients, the longest program, and the search's
+    heuristics: faults, waits before operations (``perturb``), clients that repeat an
+    earlier client's operations (``mirror``)."""
 
     def __init__(
         self,
@@ -79,6 +83,7 @@ class ProgramShape:
         steps: int,
         faults: FaultPlan | None = None,
         perturb: bool = True,
+        mirror: bool = True,
     ) -> None:
         if model_cls.model_state is None:
             raise InvalidModel(
@@ -104,6 +109,7 @@ class ProgramShape:
         self.steps = steps
         self.faults = DrawnFaults(faults) if faults is not None else None
         self.perturb = perturb
+        self.mirror = mirror
         self._invocation = st.one_of(
             [st.fixed_dictionaries(op.arguments).map(_invoking(op.name)) for op in self.drawable]
         )
@@ -117,9 +123,21 @@ class ProgramShape:
         and delays, its ``ConjectureData``."""
         left = self.steps
         groups: list[list[Invocation]] = []
-        for _ in range(self.concurrency + 1):
+        for index in range(self.concurrency + 1):
             most = min(MAX_PER_CLIENT, left)
-            drawn = data.draw(st.lists(self._invocation, max_size=most)) if most else []
+            if index >= 2 and most and self.mirror and conjecture.draw_boolean(MIRROR_RATE):
+                # This client does what an earlier one does: two clients at the same thing
+                # at once is where races live (two charges with one key, two refunds of
+                # one charge, two leases of one job).
+                drawn = list(groups[conjecture.draw_integer(1, index - 1)][:most])
+            else:
+                # Two clients at least do something: a program with one is sequential.
+                least = 1 if 1 <= index <= 2 and left >= 3 - index else 0
+                drawn = (
+                    data.draw(st.lists(self._invocation, min_size=least, max_size=most))
+                    if most
+                    else []
+                )
             left -= len(drawn)
             groups.append(drawn)
         prefix, *branches = groups

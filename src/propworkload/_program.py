@@ -86,6 +86,37 @@ class Program:
         for invocation in self.final:
             yield 0, invocation
 
+    def simpler(self) -> Iterator[Program]:
+        """Programs one step simpler than this one, simplest first: without one of its
+        operations; with a client's first operation moved to the end of the prefix (out
+        of the race, when only its effect matters); without one wait; without one
+        operation's faults. What a failing program is reduced with, once Hypothesis has
+        shrunk it, since a race's shape (which client does what) is not what
+        Hypothesis's shrinking of its choices explores."""
+        for index in range(len(self.prefix)):
+            yield attrs.evolve(self, prefix=self.prefix[:index] + self.prefix[index + 1 :])
+        for client, branch in enumerate(self.branches):
+            for index in range(len(branch)):
+                yield self._with_branch(client, branch[:index] + branch[index + 1 :])
+        for client, branch in enumerate(self.branches):
+            if branch:
+                moved = attrs.evolve(self._with_branch(client, branch[1:]))
+                yield attrs.evolve(moved, prefix=(*self.prefix, attrs.evolve(branch[0], delay=0.0)))
+        for client, branch in enumerate(self.branches):
+            for index, invocation in enumerate(branch):
+                if invocation.delay:
+                    calm = attrs.evolve(invocation, delay=0.0)
+                    yield self._with_branch(client, (*branch[:index], calm, *branch[index + 1 :]))
+        for client, branch in enumerate(self.branches):
+            for index, invocation in enumerate(branch):
+                if any(invocation.faults):
+                    clean = attrs.evolve(invocation, faults=())
+                    yield self._with_branch(client, (*branch[:index], clean, *branch[index + 1 :]))
+
+    def _with_branch(self, client: int, branch: tuple[Invocation, ...]) -> Program:
+        branches = (*self.branches[:client], branch, *self.branches[client + 1 :])
+        return attrs.evolve(self, branches=branches)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "prefix": [i.to_json() for i in self.prefix],

@@ -102,9 +102,18 @@ class Replay:
     A parallel program (a concurrent run's failure) runs with :meth:`program`.
     """
 
-    def __init__(self, model: type[Model], *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        model: type[Model],
+        *,
+        url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.model = model
         self.url = url
+        #: A transport to reach ``url`` with instead of the network (an app served
+        #: in-process); the replay does not close it.
+        self.transport = transport
         self._rules = dict(_members(model, stateful.RULE_MARKER))
         self._initializers = dict(_members(model, stateful.INITIALIZE_RULE_MARKER))
         self._invariants = [spec for _, spec in _members(model, stateful.INVARIANT_MARKER)]
@@ -151,9 +160,11 @@ class Replay:
             url = self._stack.enter_context(
                 resolve_target(self.url, sample=self.model.sample, owner=self.model.__name__)
             )
-            probe(url)
-            transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
-            self._stack.callback(transport.close)
+            probe(url, transport=self.transport)
+            transport = self.transport
+            if transport is None:
+                transport = httpx.HTTPTransport(retries=0, verify=ssl_context())
+                self._stack.callback(transport.close)
             state = RunState(url=url, transport=transport, scripted_faults=self._scripted)
             state.answered()  # the probe was answered
             self._stack.enter_context(using_run(state))
@@ -302,12 +313,18 @@ class ReplayOutcome:
         return self.failure is not None and self.failure.invariant == self.expected
 
 
-def replay_trace(trace: dict[str, Any], model: type[Model], url: str | None) -> ReplayOutcome:
+def replay_trace(
+    trace: dict[str, Any],
+    model: type[Model],
+    url: str | None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> ReplayOutcome:
     """Replay the steps of ``trace`` once against ``url`` (None: ``APP_URL``, else the
-    model's embedded sample service)."""
+    model's embedded sample service), through ``transport`` if given."""
     recorded_bundles: dict[str, list[Any]] = defaultdict(list)
     replayed_bundles: dict[str, list[Any]] = defaultdict(list)
-    with Replay(model, url=url) as run:
+    with Replay(model, url=url, transport=transport) as run:
         steps = trace["steps"]
         try:
             run.start()

@@ -1,0 +1,185 @@
+"""Races on purpose: what the parallel search's heuristics buy, bug by bug.
+
+Usage: python bench/races.py [--seeds N] [--jobs J] [--no-write]
+
+Every race bug of the sample services (the bugs that need ``--concurrency``) is searched
+for with ``--concurrency 3`` and default settings (100 examples, 20 steps, 120 s budget,
+3 runs per program), seeds 1..N, with no failure database, in four variants of the search:
+
+* ``both``: as shipped, with the two heuristics of the parallel search: drawn waits before
+  clients' operations (schedule perturbation) and clients that repeat an earlier client's
+  operations (mirroring);
+* ``no-waits``: without the waits; ``no-mirror``: without mirroring; ``neither``: the
+  search before them (the clients released together, each drawing its own operations).
+
+Each run goes through the engine's Python API (``run_model``, the path ``propworkload
+run`` takes) against the sample service over loopback, in a process of its own. Per run:
+found (the run failed with ``linearizable``), examples and program runs until the first
+failure, seconds to it, and the length the failure shrank to against the bug's known
+minimum. Writes ``bench/results/races.md`` and ``races.json`` with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bugzoo import machine  # noqa: E402
+
+from propworkload._engine import RunConfig, run_model  # noqa: E402
+from propworkload._events import Event, ExampleFinished, FailureFound  # noqa: E402
+from propworkload._loader import load_model  # noqa: E402
+from propworkload._target import sample_service  # noqa: E402
+from propworkload.samples import SAMPLES, Bug, load_sample  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+VARIANTS = {
+    "both": {"perturb": True, "mirror": True},
+    "no-waits": {"perturb": False, "mirror": True},
+    "no-mirror": {"perturb": True, "mirror": False},
+    "neither": {"perturb": False, "mirror": False},
+}
+
+
+def race_bugs() -> list[tuple[str, Bug]]:
+    return [
+        (service, bug)
+        for service in SAMPLES
+        for bug in load_sample(service).BUGS
+        if "concurrency" in bug.needs
+    ]
+
+
+def run_once(job: tuple[str, str, int, str]) -> dict[str, Any]:
+    """One run: ``(service, bug, seed, variant)``, against a service of its own."""
+    service, bug_name, seed, variant = job
+    bug = next(b for b in load_sample(service).BUGS if b.name == bug_name)
+    model, path = load_model(str(ROOT / "models" / f"{service}.py"))
+    seen = {"examples": 0, "runs": 0}
+    first: dict[str, Any] = {}
+    started = time.monotonic()
+
+    def listen(event: Event) -> None:
+        if isinstance(event, ExampleFinished) and not first:
+            seen["examples"] += 1
+            seen["runs"] += event.example.runs
+        elif isinstance(event, FailureFound) and event.first:
+            first.update(seen, seconds=round(time.monotonic() - started, 2))
+
+    with sample_service(service, (bug.name,)) as url:
+        config = RunConfig(
+            url=url, seed=seed, model_path=str(path), concurrency=3, **VARIANTS[variant]
+        )
+        result = run_model(model, config, listeners=[listen])
+    failure = result.failure
+    found = failure is not None and failure.invariant == bug.invariant
+    return {
+        "service": service,
+        "bug": bug.name,
+        "seed": seed,
+        "variant": variant,
+        "found": found,
+        "examples_to_failure": first.get("examples"),
+        "runs_to_failure": first.get("runs"),
+        "seconds_to_failure": first.get("seconds"),
+        "shrunk": result.example.size if found and result.example else None,
+        "minimal": bug.minimal_steps,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def _median(values: list[Any]) -> Any:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 2) if values else "-"
+
+
+def write(rows: list[dict[str, Any]], seeds: int, jobs: int) -> None:
+    lines = [
+        "# Races on purpose: the parallel search's heuristics",
+        "",
+        f"Date: {date.today().isoformat()}. Machine: {machine()}.",
+        f"Reproduce with `python bench/races.py --seeds {seeds} --jobs {jobs}`. "
+        "Raw runs: [races.json](races.json).",
+        "",
+        "Every race bug of the samples, `--concurrency 3` with default settings, seeds "
+        f"1..{seeds}, no failure database; four variants of the search (see the script): "
+        "`both` is what ships. Examples and runs are counted up to the first failure "
+        "(medians over the runs that found the bug); minimal: shrunk to the bug's known "
+        "shortest program.",
+        "",
+        "| variant | found | minimal | median examples to failure | median runs to failure | "
+        "median s to failure |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant in VARIANTS:
+        mine = [r for r in rows if r["variant"] == variant]
+        found = [r for r in mine if r["found"]]
+        minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
+        lines.append(
+            f"| {variant} | {len(found)}/{len(mine)} | {minimal}/{len(found)} | "
+            f"{_median([r['examples_to_failure'] for r in found])} | "
+            f"{_median([r['runs_to_failure'] for r in found])} | "
+            f"{_median([r['seconds_to_failure'] for r in found])} |"
+        )
+    lines += [
+        "",
+        "Per bug (found / minimal, median examples to the first failure):",
+        "",
+        "| bug | " + " | ".join(VARIANTS) + " |",
+        "|---|" + "---|" * len(VARIANTS),
+    ]
+    for service, bug in race_bugs():
+        cells = []
+        for variant in VARIANTS:
+            mine = [r for r in rows if r["bug"] == bug.name and r["variant"] == variant]
+            found = [r for r in mine if r["found"]]
+            minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
+            examples = _median([r["examples_to_failure"] for r in found])
+            cells.append(f"{len(found)}/{len(mine)} / {minimal}, {examples}")
+        lines.append(f"| {service}/{bug.name} | " + " | ".join(cells) + " |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "races.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "races.json").write_text(
+        json.dumps({"date": date.today().isoformat(), "machine": machine(), "runs": rows}, indent=1)
+        + "\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    jobs = [
+        (service, bug.name, seed, variant)
+        for service, bug in race_bugs()
+        for variant in variants
+        for seed in range(1, args.seeds + 1)
+    ]
+    rows = []
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        for row in pool.map(run_once, jobs):
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if not args.no_write:
+        write(rows, args.seeds, args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
