@@ -9,8 +9,9 @@ for with ``--concurrency 3`` and default settings (100 examples, 20 steps, 120 s
 * ``both``: as shipped, with the two heuristics of the parallel search: drawn waits before
   clients' operations (schedule perturbation) and clients that repeat an earlier client's
   operations (mirroring);
-* ``no-waits``: without the waits; ``no-mirror``: without mirroring; ``neither``: the
-  search before them (the clients released together, each drawing its own operations).
+* ``no-waits``: without the waits; ``no-mirror``: without mirroring; ``neither``:
+  without both (clients released together, each drawing its own operations; what stays
+  is the rest of the search: at least two busy clients, adaptive runs, the reduction).
 
 Each run goes through the engine's Python API (``run_model``, the path ``propworkload
 run`` takes) against the sample service over loopback, in a process of its own. Per run:
@@ -72,11 +73,16 @@ def run_once(job: tuple[str, str, int, str]) -> dict[str, Any]:
     started = time.monotonic()
 
     def listen(event: Event) -> None:
-        if isinstance(event, ExampleFinished) and not first:
+        # FailureFound comes before the failing example's ExampleFinished: it counts too.
+        if isinstance(event, FailureFound) and event.first:
+            first.update(
+                examples=seen["examples"] + 1,
+                runs=seen["runs"] + event.example.runs,
+                seconds=round(time.monotonic() - started, 2),
+            )
+        elif isinstance(event, ExampleFinished) and not first:
             seen["examples"] += 1
             seen["runs"] += event.example.runs
-        elif isinstance(event, FailureFound) and event.first:
-            first.update(seen, seconds=round(time.monotonic() - started, 2))
 
     with sample_service(service, (bug.name,)) as url:
         config = RunConfig(
@@ -105,16 +111,20 @@ def _median(values: list[Any]) -> Any:
     return round(statistics.median(values), 2) if values else "-"
 
 
-def write(rows: list[dict[str, Any]], seeds: int, jobs: int) -> None:
+def write(rows: list[dict[str, Any]], first: int, seeds: int, jobs: int, name: str) -> None:
+    last = first + seeds - 1
+    options = f" --first-seed {first}" if first != 1 else ""
+    if name != "races":
+        options += f" --output {name}"
     lines = [
         "# Races on purpose: the parallel search's heuristics",
         "",
         f"Date: {date.today().isoformat()}. Machine: {machine()}.",
-        f"Reproduce with `python bench/races.py --seeds {seeds} --jobs {jobs}`. "
-        "Raw runs: [races.json](races.json).",
+        f"Reproduce with `python bench/races.py --seeds {seeds} --jobs {jobs}{options}`. "
+        f"Raw runs: [{name}.json]({name}.json).",
         "",
         "Every race bug of the samples, `--concurrency 3` with default settings, seeds "
-        f"1..{seeds}, no failure database; four variants of the search (see the script): "
+        f"{first}..{last}, no failure database; four variants of the search (see the script): "
         "`both` is what ships. Examples and runs are counted up to the first failure "
         "(medians over the runs that found the bug); minimal: shrunk to the bug's known "
         "shortest program.",
@@ -123,7 +133,8 @@ def write(rows: list[dict[str, Any]], seeds: int, jobs: int) -> None:
         "median s to failure |",
         "|---|---|---|---|---|---|",
     ]
-    for variant in VARIANTS:
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+    for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
         found = [r for r in mine if r["found"]]
         minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
@@ -137,12 +148,12 @@ def write(rows: list[dict[str, Any]], seeds: int, jobs: int) -> None:
         "",
         "Per bug (found / minimal, median examples to the first failure):",
         "",
-        "| bug | " + " | ".join(VARIANTS) + " |",
-        "|---|" + "---|" * len(VARIANTS),
+        "| bug | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
     ]
     for service, bug in race_bugs():
         cells = []
-        for variant in VARIANTS:
+        for variant in variants:
             mine = [r for r in rows if r["bug"] == bug.name and r["variant"] == variant]
             found = [r for r in mine if r["found"]]
             minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
@@ -150,8 +161,8 @@ def write(rows: list[dict[str, Any]], seeds: int, jobs: int) -> None:
             cells.append(f"{len(found)}/{len(mine)} / {minimal}, {examples}")
         lines.append(f"| {service}/{bug.name} | " + " | ".join(cells) + " |")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "races.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "races.json").write_text(
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.json").write_text(
         json.dumps({"date": date.today().isoformat(), "machine": machine(), "runs": rows}, indent=1)
         + "\n"
     )
@@ -160,6 +171,10 @@ def write(rows: list[dict[str, Any]], seeds: int, jobs: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--first-seed", type=int, default=1, help="seeds first-seed..first-seed+seeds-1"
+    )
+    parser.add_argument("--output", default="races", help="results file name, in results/")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-write", action="store_true")
@@ -169,7 +184,7 @@ def main() -> int:
         (service, bug.name, seed, variant)
         for service, bug in race_bugs()
         for variant in variants
-        for seed in range(1, args.seeds + 1)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     rows = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -177,7 +192,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     if not args.no_write:
-        write(rows, args.seeds, args.jobs)
+        write(rows, args.first_seed, args.seeds, args.jobs, args.output)
     return 0
 
 

@@ -162,7 +162,7 @@ def test_a_rare_failure_still_shrinks_with_adaptive_runs(tmp_path: Path) -> None
     model = tmp_path / "flaky.py"
     model.write_text(FLAKY)
     with in_process("payments") as service:
-        result = service.run(f"{model}::Flaky", concurrency=2, seed=5)
+        result = service.run(f"{model}::Flaky", concurrency=2, seed=5, time_budget=900)
     assert result.code == 1, result.out + result.err
     assert _size(result) == 1, result.out
     assert "wobble() -> bad" in result.out
@@ -449,3 +449,53 @@ def test_in_process_transport_answers_from_many_threads() -> None:
     ):
         statuses = list(pool.map(lambda _: client.get("/openapi.json").status_code, range(32)))
     assert statuses == [200] * 32
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_concurrent_run_in_order(payments: Service, tmp_path: Path) -> None:
+    """SIGTERM while clients run: the run ends with its summary and status 143, as a
+    sequential run does."""
+    import signal
+    import time
+
+    from conftest import read_until, spawn_cli
+
+    with payments() as url:
+        proc = spawn_cli(
+            [
+                *("run", str(PAYMENTS_MODEL), "--url", url, "--concurrency", "3"),
+                *("--examples", "100000", "--time-budget", "600"),
+            ],
+            env={"PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        )
+        read_until(proc, "SEED ")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    last = out.splitlines()[-1]
+    assert last.startswith("SUMMARY passed") and "stopped=terminated" in last, out
+
+
+UNRECORDABLE_RULE = """
+from hypothesis import strategies as st
+from propworkload import Model, rule
+
+
+class Odd(Model):
+    sample = "payments"
+
+    @rule(thing=st.builds(object))
+    def use(self, thing):
+        self.http.get("/openapi.json")
+"""
+
+
+def test_a_rule_argument_no_trace_can_record_is_a_model_error(tmp_path: Path) -> None:
+    model = tmp_path / "odd.py"
+    model.write_text(UNRECORDABLE_RULE)
+    with in_process("payments") as service:
+        result = service.run(model, examples=5)
+    assert result.code == 2, result.out + result.err
+    assert "the arguments of rule use: a object (<object object at" in result.err
+    assert "\n" not in result.err.strip()

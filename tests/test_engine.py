@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from conftest import PAYMENTS_MODEL, Completed
+from conftest import PAYMENTS_MODEL, in_process
 
 Service = Callable[..., AbstractContextManager[str]]
 
@@ -45,12 +45,10 @@ def _model(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def test_step_that_raises_is_a_failure(
-    payments: Service, propworkload: Callable[..., Completed], tmp_path: Path
-) -> None:
+def test_step_that_raises_is_a_failure(tmp_path: Path) -> None:
     """An exception in a rule is reported like a broken invariant, with its rule, exit 1."""
-    with payments() as url:
-        result = propworkload("run", _model(tmp_path, RAISING_MODEL), "--url", url)
+    with in_process("payments") as service:
+        result = service.run(_model(tmp_path, RAISING_MODEL))
     assert result.code == 1, result.out + result.err
     assert (
         'INVARIANT FAIL unexpected_error expected="no exception" '
@@ -59,12 +57,10 @@ def test_step_that_raises_is_a_failure(
     assert "    1. read_balance() -> raised \"KeyError: 'no-such-field'\"" in result.lines
 
 
-def test_failure_that_does_not_reproduce_is_reported_as_flaky(
-    payments: Service, propworkload: Callable[..., Completed], tmp_path: Path
-) -> None:
+def test_failure_that_does_not_reproduce_is_reported_as_flaky(tmp_path: Path) -> None:
     """A failure seen once is still printed from the tool's own recording, marked flaky."""
-    with payments() as url:
-        result = propworkload("run", _model(tmp_path, FLAKY_MODEL), "--url", url, "--seed", "2")
+    with in_process("payments") as service:
+        result = service.run(_model(tmp_path, FLAKY_MODEL), seed=2)
     assert result.code == 1, result.out + result.err
     fail = next(line for line in result.lines if line.startswith("INVARIANT FAIL"))
     assert fail.startswith("INVARIANT FAIL fails_once expected=0 actual=1 customer=t_")
@@ -72,14 +68,10 @@ def test_failure_that_does_not_reproduce_is_reported_as_flaky(
     assert any(line.startswith("  trace: ") for line in result.lines)
 
 
-def test_time_budget_ends_the_search(
-    payments: Service, propworkload: Callable[..., Completed]
-) -> None:
+def test_time_budget_ends_the_search() -> None:
     """A search with more examples than time stops at the budget and still passes."""
-    with payments() as url:
-        result = propworkload(
-            "run", str(PAYMENTS_MODEL), "--url", url, "--examples", "100000", "--time-budget", "3"
-        )
+    with in_process("payments") as service:
+        result = service.run(PAYMENTS_MODEL, examples=100000, time_budget=3)
     assert result.code == 0, result.out + result.err
     summary = result.lines[-1]
     assert summary.startswith("SUMMARY passed") and summary.endswith("stopped=time-budget")
@@ -92,7 +84,7 @@ def test_the_tls_context_is_made_once_and_verifies() -> None:
     the CA bundle), and it is httpx's verifying default."""
     import ssl
 
-    from propworkload._engine import ssl_context
+    from propworkload._target import ssl_context
 
     assert ssl_context() is ssl_context()
     assert ssl_context(trust_env=False) is ssl_context(trust_env=False)

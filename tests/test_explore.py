@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, Completed, read_until, run_command, spawn_cli
+from conftest import PAYMENTS_MODEL, Completed, in_process, read_until, run_command, spawn_cli
 
 Service = Callable[..., AbstractContextManager[str]]
 CLI = Callable[..., Completed]
@@ -61,25 +61,12 @@ def test_explore_with_two_workers_writes_both_reports(
 
 
 @pytest.mark.slow
-def test_explore_reports_a_failure_in_junit_with_its_trace(
-    payments: Service, propworkload: CLI, tmp_path: Path
-) -> None:
+def test_explore_reports_a_failure_in_junit_with_its_trace(tmp_path: Path) -> None:
     """A seeded bug: exit 1, the failure in the console, the report and the JUnit case."""
     report, junit = tmp_path / "r.json", tmp_path / "j.xml"
-    with payments("retry-credits-balance") as url:
-        result = propworkload(
-            "explore",
-            str(PAYMENTS_MODEL),
-            "--url",
-            url,
-            "--time-budget",
-            "6",
-            "--seed",
-            "1",
-            "--report-json",
-            str(report),
-            "--junit",
-            str(junit),
+    with in_process("payments", "retry-credits-balance") as service:
+        result = service.explore(
+            PAYMENTS_MODEL, time_budget=6, seed=1, report_json=report, junit=junit
         )
     assert result.code == 1, result.out + result.err
     assert any(line.startswith("INVARIANT FAIL balance_matches_model") for line in result.lines)
@@ -118,17 +105,14 @@ class Gappy(Model):
 """
 
 
-def test_coverage_gaps_are_flagged_and_can_fail_the_run(
-    payments: Service, propworkload: CLI, tmp_path: Path
-) -> None:
+def test_coverage_gaps_are_flagged_and_can_fail_the_run(tmp_path: Path) -> None:
     """A rule whose precondition never holds and a marker never hit are gaps; with
     --fail-on-gap they fail the run."""
     model = tmp_path / "gappy.py"
     model.write_text(NEVER_RUNS)
-    args = ("explore", str(model), "--examples", "20")
-    with payments() as url:
-        plain = propworkload(*args, "--url", url)
-        strict = propworkload(*args, "--url", url, "--fail-on-gap")
+    with in_process("payments") as service:
+        plain = service.explore(model, examples=20)
+        strict = service.explore(model, examples=20, fail_on_gap=True)
     assert plain.code == 0, plain.out + plain.err
     assert "GAP rule unreachable never ran" in plain.lines
     assert "GAP sometimes never true never hit" in plain.lines
@@ -139,26 +123,14 @@ def test_coverage_gaps_are_flagged_and_can_fail_the_run(
     assert "gaps=2" in strict.lines[-1]
 
 
-def test_fail_on_gap_reaches_the_reports(
-    payments: Service, propworkload: CLI, tmp_path: Path
-) -> None:
+def test_fail_on_gap_reaches_the_reports(tmp_path: Path) -> None:
     """With --fail-on-gap, the JSON report says failed and JUnit has a failing gaps case."""
     model = tmp_path / "gappy.py"
     model.write_text(NEVER_RUNS)
     report, junit = tmp_path / "r.json", tmp_path / "j.xml"
-    with payments() as url:
-        result = propworkload(
-            "explore",
-            str(model),
-            "--examples",
-            "10",
-            "--url",
-            url,
-            "--fail-on-gap",
-            "--report-json",
-            str(report),
-            "--junit",
-            str(junit),
+    with in_process("payments") as service:
+        result = service.explore(
+            model, examples=10, fail_on_gap=True, report_json=report, junit=junit
         )
     assert result.code == 1
     assert json.loads(report.read_text())["result"] == "failed"
@@ -226,24 +198,11 @@ def test_sigint_after_a_failure_keeps_its_trace(payments: Service, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_explore_keeps_distinct_failures(
-    payments: Service, propworkload: CLI, tmp_path: Path
-) -> None:
+def test_explore_keeps_distinct_failures(tmp_path: Path) -> None:
     """Two bugs breaking two invariants: both are reported, each with its own trace."""
     report = tmp_path / "r.json"
-    with payments("retry-credits-balance", "read-stale-refund") as url:
-        result = propworkload(
-            "explore",
-            str(PAYMENTS_MODEL),
-            "--url",
-            url,
-            "--time-budget",
-            "15",
-            "--seed",
-            "1",
-            "--report-json",
-            str(report),
-        )
+    with in_process("payments", "retry-credits-balance", "read-stale-refund") as service:
+        result = service.explore(PAYMENTS_MODEL, time_budget=15, seed=1, report_json=report)
     assert result.code == 1, result.out + result.err
     failures = json.loads(report.read_text())["failures"]
     assert {f["invariant"] for f in failures} == {"balance_matches_model", "read_your_writes"}
@@ -251,10 +210,10 @@ def test_explore_keeps_distinct_failures(
     assert len(traces) == 2 and all(Path(t).is_file() for t in traces)
 
 
-def test_explore_budget_too_small(payments: Service, propworkload: CLI) -> None:
+def test_explore_budget_too_small() -> None:
     """A budget that ends before any example is a usage error, as for run."""
-    with payments() as url:
-        result = propworkload("explore", str(PAYMENTS_MODEL), "--url", url, "--time-budget", "0.3")
+    with in_process("payments") as service:
+        result = service.explore(PAYMENTS_MODEL, time_budget=0.001)
     assert result.code == 2, result.out + result.err
     assert "ended before one example ran" in result.err
 

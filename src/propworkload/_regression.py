@@ -140,25 +140,27 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
         f"INVARIANT FAIL {failure['invariant']} expected={short(failure.get('expected'))} "
         f"actual={short(failure.get('actual'))} {ids} step={failure.get('step')}"
     )
-    test_name = failure["invariant"] if failure["invariant"].isidentifier() else "regression"
+    common = {
+        "invariant": failure["invariant"],
+        "fail_line": " ".join(fail_line.split()),
+        "trace_path": trace_path,
+        "seed": trace.get("seed"),
+        "date": time.strftime("%Y-%m-%d"),
+        "model_class": trace["model"]["class"],
+        "model_path": _model_path(model_file, out),
+        "test_name": failure["invariant"] if failure["invariant"].isidentifier() else "regression",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
     if is_parallel(trace):
-        runs = int(trace.get("runs") or trace.get("repeat") or 1)
+        program = trace["program"]
         text = _PARALLEL.format(
-            invariant=failure["invariant"],
-            fail_line=" ".join(fail_line.split()),
-            trace_path=trace_path,
-            seed=trace.get("seed"),
-            date=time.strftime("%Y-%m-%d"),
-            model_class=trace["model"]["class"],
-            model_path=_model_path(model_file, out),
-            clients=len(trace["program"].get("clients", trace["program"].get("branches", []))),
+            **common,
+            clients=len(program.get("clients", program.get("branches", []))),
             repeat=max(1, int(trace.get("replay_runs") or trace.get("repeat") or 1)),
             failed=int(trace.get("failed_runs") or 1),
-            runs=runs,
-            program=_program_source(trace["program"]),
-            test_name=test_name,
+            runs=int(trace.get("runs") or trace.get("repeat") or 1),
+            program=_program_source(program),
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         return
     taken: set[str] = set()
@@ -204,18 +206,5 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
             lines.append(f"{indent}{call}")
     if not lines:
         lines.append("        run.start()  # the failure happened before the first step")
-    model_path = _model_path(model_file, out)
-    text = _TEMPLATE.format(
-        invariant=failure["invariant"],
-        fail_line=" ".join(fail_line.split()),
-        trace_path=trace_path,
-        seed=trace.get("seed"),
-        date=time.strftime("%Y-%m-%d"),
-        n=len(trace["steps"]),
-        model_class=trace["model"]["class"],
-        model_path=model_path,
-        test_name=test_name,
-        body="\n".join(lines),
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    text = _TEMPLATE.format(**common, n=len(trace["steps"]), body="\n".join(lines))
     out.write_text(text, encoding="utf-8")
