@@ -192,6 +192,10 @@ def test_explore_keeps_going_with_workers_and_reports(tmp_path: Path, payments: 
     assert {f["invariant"] for f in data["failures"]} == {"linearizable"}
     assert data["failures"][0]["kind"] == "parallel"
     assert set(data["coverage"]["rules"]) == {"pay", "pay_back", "look", "observe"}
+    assert data["coverage"]["invariants"]["linearizable"]["runs"] >= 120
+    # Only what a parallel program can reach is a gap: no sequential rule, no marker of
+    # the sequential rules, and linearizable was checked.
+    assert data["coverage"]["gaps"] == []
     assert "<testsuite" in junit.read_text()
     assert any(line.startswith("COVERAGE rules:") for line in result.lines)
 

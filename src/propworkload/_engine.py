@@ -39,7 +39,7 @@ from ._database import WatchedDatabase
 from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetError, TargetUnreachable
 from ._events import Event, FailureFound, RunFinished, RunStarted
 from ._faults import FaultPlan
-from ._model import Model, invariants_of, rules_of
+from ._model import Model, invariants_of, operation_markers, rules_of
 from ._parallel import ProgramShape, execute_program, runs_needed
 from ._program import Program
 from ._record import ExampleRecord
@@ -109,14 +109,20 @@ def fresh_seed() -> int:
 
 
 def catalog(model_cls: type[Model], concurrency: int | None) -> dict[str, list[str]]:
-    """What a run of ``model_cls`` can reach, for coverage gaps: its rules (a parallel
-    run's operations), invariants and ``sometimes`` markers."""
+    """What a run of ``model_cls`` can reach, for coverage gaps: its rules, invariants and
+    ``sometimes`` markers; for a parallel run, its operations, ``linearizable`` and the
+    markers written in the operations."""
     if concurrency is None:
-        rules, invariants = rules_of(model_cls), invariants_of(model_cls)
-    else:
-        rules = ProgramShape(model_cls, concurrency=concurrency, steps=1).operation_names()
-        invariants = ["linearizable"]
-    return {"rules": rules, "invariants": invariants, "markers": list(model_cls._pw_markers)}
+        return {
+            "rules": rules_of(model_cls),
+            "invariants": invariants_of(model_cls),
+            "markers": list(model_cls._pw_markers),
+        }
+    return {
+        "rules": ProgramShape(model_cls, concurrency=concurrency, steps=1).operation_names(),
+        "invariants": ["linearizable"],
+        "markers": operation_markers(model_cls),
+    }
 
 
 def _hypothesis_settings(config: RunConfig) -> settings:

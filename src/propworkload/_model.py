@@ -16,7 +16,7 @@ from hypothesis import stateful
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
 from ._faults import Chooser, FaultTransport
-from ._operations import Operation
+from ._operations import Operation, operations_of
 from ._possible import TooManyPossibilities
 from ._record import (
     DEFAULT_REDACT_FIELDS,
@@ -30,7 +30,7 @@ from ._record import (
 from ._runtime import RunState, StopRun, abandon_example, current_run
 from ._values import UnencodableValue, encode
 
-__all__ = ["Model", "kind_of", "model_error"]
+__all__ = ["Model", "kind_of", "model_error", "operation_markers"]
 
 _RULE_MARKERS = (stateful.RULE_MARKER, stateful.INITIALIZE_RULE_MARKER)
 _INVARIANT_MARKER = stateful.INVARIANT_MARKER
@@ -562,15 +562,14 @@ def _instrument(cls: type[Model]) -> None:
         cls.teardown = teardown  # type: ignore[method-assign]
 
 
-def _marker_names(cls: type) -> tuple[str, ...]:
-    """Names of the ``sometimes``/``reachable`` markers called in the class's source: the
-    catalog that lets a report flag a marker that was never hit. Only calls whose name is
-    a string literal (``sometimes(cond, "name")``, ``reachable("name")``) are listed."""
-    inherited = [n for base in cls.__mro__[1:] for n in getattr(base, "_pw_markers", ())]
+def _markers_in(source: object) -> list[str]:
+    """The ``sometimes``/``reachable`` markers called in ``source``'s code (a class or a
+    function), in order; [] when its source cannot be read. Only calls whose name is a
+    string literal (``sometimes(cond, "name")``, ``reachable("name")``) are listed."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(source)))  # type: ignore[arg-type]
     except (OSError, TypeError, SyntaxError):
-        return tuple(dict.fromkeys(inherited))
+        return []
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -586,7 +585,24 @@ def _marker_names(cls: type) -> tuple[str, ...]:
                 name = keyword.value
         if isinstance(name, ast.Constant) and isinstance(name.value, str):
             found.append(name.value)
-    return tuple(dict.fromkeys([*inherited, *found]))
+    return found
+
+
+def _marker_names(cls: type) -> tuple[str, ...]:
+    """Names of the markers called in the class's source: the catalog that lets a report
+    flag a marker that was never hit."""
+    inherited = [n for base in cls.__mro__[1:] for n in getattr(base, "_pw_markers", ())]
+    return tuple(dict.fromkeys([*inherited, *_markers_in(cls)]))
+
+
+def operation_markers(cls: type[Model]) -> list[str]:
+    """The markers written in the model's operations (what a parallel run can hit)."""
+    found: list[str] = []
+    for operation in operations_of(cls).values():
+        found += _markers_in(operation.call)
+        if operation.transition is not None:
+            found += _markers_in(operation.transition)
+    return list(dict.fromkeys(found))
 
 
 def invariants_of(cls: type[Model]) -> list[str]:

@@ -396,6 +396,7 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
         _Spec(model_cls), operations, partition=model_cls.partition, timeout=timeout
     )
     record.history = HistoryCheck(operations=operations, steps=steps, result=result)
+    record.invariant_runs["linearizable"] += 1
     if result.verdict != "unknown":
         record.checks["linearizable"] += 1
     if record.failure is not None and record.failure.invariant != "unexpected_error":
