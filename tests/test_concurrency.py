@@ -503,3 +503,60 @@ def test_a_rule_argument_no_trace_can_record_is_a_model_error(tmp_path: Path) ->
     assert result.code == 2, result.out + result.err
     assert "the arguments of rule use: a object (<object object at" in result.err
     assert "\n" not in result.err.strip()
+
+
+def test_a_clients_failure_names_its_place_in_the_program() -> None:
+    """An operation that raises in client 2, after a prefix of two: the failure's step is
+    the operation's place in the whole program (what the console and replay show)."""
+    model, _ = load_model(str(PAYMENTS_MODEL))
+    look = Invocation("look", {"key": "k0"})
+    bad = Invocation("pay_back", {"key": "k0", "amount": 0})  # refused: 422, not 201/409
+    with in_process("payments") as service:
+        state = RunState(url=service.url, transport=service.transport)
+        program = _program(
+            (look,), (look, bad), prefix=(Invocation("pay", {"key": "k0", "amount": 5}), look)
+        )
+        record = execute_program(model, program, state)
+    assert record.failure is not None and record.failure.invariant == "unexpected_error"
+    failing = record.steps[record.failure.step - 1]
+    assert (failing.rule, failing.client) == ("pay_back", 2), record.failure
+
+
+RETRYING = f"""
+import sys
+
+sys.path.insert(0, {str(PAYMENTS_MODEL.parent)!r})
+from payments import Payments
+from propworkload import UNKNOWN, operation
+
+
+class Retrying(Payments):
+    @operation()
+    def ping(self):
+        response = self.retry(lambda: self.http.post("/customers/c/charges", json={{}}), attempts=1)
+        return None if response is None else response.status_code
+
+    @ping.model
+    def ping(ledger, output):
+        return output is UNKNOWN or output == 400, ledger
+"""
+
+
+def test_an_operation_whose_retries_all_failed_has_an_unknown_outcome(tmp_path: Path) -> None:
+    """``Model.retry`` gave up (every attempt lost): whatever the operation returns then,
+    the checker takes its outcome as unknown, as for a transport error."""
+    model_file = tmp_path / "retrying.py"
+    model_file.write_text(RETRYING)
+    model, _ = load_model(f"{model_file}::Retrying")
+    lost = Invocation("ping", faults=(Fault("lost-response"),))
+    with in_process("payments") as service:
+        state = RunState(url=service.url, transport=service.transport)
+        record = execute_program(model, _program((lost,), (Invocation("ping"),)), state)
+    assert record.steps[0].unknown is not None and record.steps[0].output is None
+    assert record.failure is None, record.failure
+
+
+def test_concurrency_needs_two_steps() -> None:
+    with in_process("payments") as service:
+        result = service.run(PAYMENTS_MODEL, concurrency=2, steps=1)
+    assert result.code == 2 and "--steps must be at least 2 with --concurrency" in result.err

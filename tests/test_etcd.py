@@ -324,6 +324,7 @@ def test_etcd_stale_reads_are_not_linearizable(
     """Concurrent clients, one of which reads a key from a cache: the history has no
     linearization, and the checker says so."""
     proxy = rewriting_proxy(etcd_service.url, **_stale_reads())
-    result = _explore_concurrently(proxy.url, tmp_path, seconds=30)
+    args = ("--seed", "1", "--concurrency", "3", "--examples", "300", "--time-budget", "300")
+    result = _run(proxy.url, tmp_path, *args)
     assert result.code == 1, result.out + result.err
     assert any(line.startswith("INVARIANT FAIL linearizable") for line in result.lines)

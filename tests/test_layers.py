@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"_program"},
     {"_record"},
     {"_coverage", "_timeline"},
+    {"_describe"},
     {"_results"},
     {"_events", "_asgi", "_target"},
     {"_runtime"},

@@ -431,3 +431,18 @@ def test_rule_arguments_replay_as_the_same_python_values(
     text = emitted.read_text()
     assert "pair=(" in text and "run.value({'$decimal'" in text
     assert regression.code == 1 and "InvariantFailure" in regression.out, regression.out
+
+
+def test_emit_pytest_refuses_names_that_are_not_python(
+    retry_trace: Path, propworkload: CLI, tmp_path: Path
+) -> None:
+    """A trace whose rule name is not a Python name (damaged, or written by hand) is
+    refused in one line, never written into the test's code."""
+    trace = json.loads(retry_trace.read_text())
+    trace["steps"][0]["rule"] = "charge(); import os  #"
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(trace))
+    result = propworkload("replay", str(damaged), "--emit-pytest", str(tmp_path / "t.py"))
+    assert result.code == 2, result.out + result.err
+    assert "which is not a Python name" in result.err
+    assert not (tmp_path / "t.py").exists()

@@ -37,6 +37,12 @@ class Charge:
     tags: frozenset[str] = frozenset()
 
 
+@attrs.define
+class Counted:
+    x: int
+    seen: int = attrs.field(init=False, default=0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
     x: int
@@ -145,3 +151,37 @@ def test_damaged_data_is_a_value_error() -> None:
 def test_uuid_and_times_are_tagged() -> None:
     assert encode(uuid.UUID(int=1)) == {"$uuid": "00000000-0000-0000-0000-000000000001"}
     assert encode(dt.date(2026, 12, 4)) == {"$date": "2026-12-04"}
+
+
+def test_classes_replay_cannot_rebuild_are_refused() -> None:
+    """A class defined in a function cannot be found again; a field ``__init__`` does
+    not take cannot be given back; a str subclass as a key would come back a str."""
+
+    @attrs.frozen
+    class Local:
+        x: int
+
+    class Key(str):
+        pass
+
+    for value, text in (
+        (Local(1), "defined inside a function"),
+        (Counted(1), "'seen' is not taken by __init__"),
+        ({Key("a"): 1}, "cannot be recorded"),
+    ):
+        with pytest.raises(UnencodableValue, match=text):
+            encode(value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"$decimal": "zz"},
+        {"$timedelta": [10**12, 0, 0]},
+        {"$attrs": f"{__name__}:Charge", "fields": []},
+    ],
+    ids=["decimal", "timedelta", "fields"],
+)
+def test_damaged_values_raise_only_value_error(data: Any) -> None:
+    with pytest.raises(ValueError):
+        decode(data)

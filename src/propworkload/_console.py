@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._describe import program_lines
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
-from ._parallel import program_lines
 from ._record import ExampleRecord, Exchange, Failure, Step, redact_url
 from ._replay import ReplayOutcome
 from ._results import RunResult
@@ -216,6 +216,8 @@ def format_result(result: RunResult) -> list[str]:
         extra += f" abandoned={result.abandoned}"
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
+        if result.unchecked:
+            extra += f" unchecked={result.unchecked}"
     lines.append(
         f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"

@@ -119,7 +119,7 @@ def catalog(model_cls: type[Model], concurrency: int | None) -> dict[str, list[s
             "markers": list(model_cls._pw_markers),
         }
     return {
-        "rules": ProgramShape(model_cls, concurrency=concurrency, steps=1).operation_names(),
+        "rules": ProgramShape(model_cls, concurrency=concurrency, steps=2).operation_names(),
         "invariants": ["linearizable"],
         "markers": operation_markers(model_cls),
     }
@@ -155,6 +155,11 @@ def _digest(model_cls: type[Model], config: RunConfig) -> bytes:
         # fault would otherwise be dropped by the next run without it.
         name += f":faults={','.join(sorted(faults.kinds))}@{faults.rate:g}"
     return name.encode()
+
+
+#: Stands in for the run's transport until the drivers are ready (made after them, so that
+#: a model error found while making them leaves nothing open).
+_NO_TRANSPORT = httpx.MockTransport(lambda request: httpx.Response(599))
 
 
 class ProgramFailed(AssertionError):
@@ -233,7 +238,8 @@ class _Parallel:
         record, with the runs made."""
         record = self._execute(program, number)
         made = 1
-        while record.failure is None and made < runs:
+        # Past the deadline (Hypothesis's final replay runs regardless), one run it is.
+        while record.failure is None and made < runs and _time_left(self.state):
             record = self._execute(program, number)
             made += 1
         record.runs = made
@@ -261,13 +267,15 @@ class _Parallel:
             state.finish_example(record, counted=True)
             return
         record.failed_runs = 1
+        record.replay_runs = self.replay_runs
+        # Recorded before anything else can stop the run: a failure seen is never lost.
+        state.finish_example(record, counted=True)
         if not self.measured:
             # The run's first failing program: how often does it fail? That sets how many
             # runs each candidate gets from now on.
             self.measured = True
             self._measure(program, number, record)
-        record.replay_runs = self.replay_runs
-        state.finish_example(record, counted=True)
+            record.replay_runs = self.replay_runs
         raise ProgramFailed(f"{record.failure.signature if record.failure else '?'}")
 
     def reduce(self, found: ExampleRecord) -> ExampleRecord:
@@ -289,9 +297,11 @@ class _Parallel:
                         break
             best.failed_runs = 1
             self._measure(program, found.number, best)
-        except StopRun:
-            # The time budget ended the reduction: the simplest failing program so far.
-            self.state.stopped = self.state.stopped or "time budget"
+        except StopRun as stop:
+            # The budget, a signal or a lost target ended the reduction: the simplest
+            # failing program so far is the result.
+            reason = str(stop.error) if stop.error else stop.reason
+            self.state.stopped = self.state.stopped or reason
         best.replay_runs = self.replay_runs
         return best
 
@@ -343,10 +353,9 @@ def run_model(
     probe(config.url, transport=config.transport)
 
     started = time.perf_counter()
-    transport = config.transport or httpx.HTTPTransport(retries=0, verify=ssl_context())
     state = RunState(
         url=config.url,
-        transport=transport,
+        transport=config.transport or _NO_TRANSPORT,
         known_failures=config.known_failures,
         faults=config.faults if config.concurrency is None else None,
         unreachable_after=config.unreachable_after,
@@ -357,6 +366,8 @@ def run_model(
     state.answered()  # the probe was answered
     driver = (_Sequential if config.concurrency is None else _Parallel)(model_cls, config, state)
     test = driver.test(_hypothesis_settings(config), seed, _digest(model_cls, config))
+    transport = config.transport or httpx.HTTPTransport(retries=0, verify=ssl_context())
+    state.transport = transport
 
     flaky = False
     blob: str | None = None
@@ -416,6 +427,12 @@ def run_model(
         raise TargetError(
             f"{config.url}: no operation of any of the {state.runs} program runs was "
             "answered; nothing was checked"
+        )
+    if state.first_failure is None and state.runs and state.unchecked == state.runs:
+        raise InvalidModel(
+            f"{model_cls.__name__}: none of the {state.runs} histories could be checked "
+            f"within {config.check_timeout:g} s; give the model a partition or use fewer "
+            "--steps"
         )
     never = state.coverage.never_observed() if state.first_failure is None else {}
     if never and not state.stopped:

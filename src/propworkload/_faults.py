@@ -25,6 +25,7 @@ handles a real network's timeouts and resets (see ``Model.retry``).
 
 from __future__ import annotations
 
+import math
 import socket
 import ssl
 import struct
@@ -90,8 +91,15 @@ class Fault:
             return None
         delay = data.get("delay", 0.0)
         seconds = float(delay) if isinstance(delay, int | float) else 0.0
+        if not math.isfinite(seconds):
+            seconds = 0.0
+        second = data.get("second_status")
         # A trace is input: a delay is never longer than MAX_DELAY, whatever it says.
-        return cls(kind=data["kind"], delay=min(max(seconds, 0.0), MAX_DELAY))
+        return cls(
+            kind=data["kind"],
+            delay=min(max(seconds, 0.0), MAX_DELAY),
+            second_status=second if isinstance(second, int) else None,
+        )
 
 
 def _at_most_max_delay(value: float) -> float:

@@ -27,31 +27,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import httpx
 from hypothesis import strategies as st
 
-from ._errors import InvalidModel, InvariantFailure
+from ._describe import describe_step
+from ._errors import InvalidModel, InvalidOption, InvariantFailure
 from ._faults import DrawnFaults, Fault, FaultPlan, ScriptedFaults
 from ._linearizability import Operation as HistoryOp
 from ._linearizability import check_operations
 from ._model import Model, model_error
 from ._operations import UNKNOWN, Operation, operations_of
 from ._program import Invocation, Program
-from ._record import ExampleRecord, Failure, HistoryCheck, Step, jsonable, redact_text
-from ._runtime import RunState, StopRun
-from ._text import cut, short
-from ._timeline import render_timeline
+from ._record import ExampleRecord, Failure, HistoryCheck, Step, redact_text
+from ._runtime import RunState, StopRun, counting_into
+from ._text import short
 from ._values import UnencodableValue, encode
 
-__all__ = [
-    "PERTURB_MAX",
-    "ProgramShape",
-    "describe_step",
-    "execute_program",
-    "program_lines",
-    "runs_needed",
-    "timeline_html",
-]
+__all__ = ["PERTURB_MAX", "ProgramShape", "execute_program", "runs_needed"]
 
 #: Most operations in a program's prefix and in one client's branch.
 MAX_PER_CLIENT = 3
@@ -104,6 +97,8 @@ class ProgramShape:
                 f"{model_cls.__name__} declares no @operation: --concurrency needs the "
                 "operations clients run at once, each with its model transition (see docs)"
             )
+        if steps < 2:
+            raise InvalidOption("--steps must be at least 2 with --concurrency: two clients")
         self.final = tuple(Invocation(name) for name in model_cls.final_operations)
         self.concurrency = concurrency
         self.steps = steps
@@ -124,7 +119,8 @@ class ProgramShape:
         left = self.steps
         groups: list[list[Invocation]] = []
         for index in range(self.concurrency + 1):
-            most = min(MAX_PER_CLIENT, left)
+            # The prefix leaves two operations at least to the clients.
+            most = min(MAX_PER_CLIENT, left - 2 if index == 0 else left)
             if index >= 2 and most and self.mirror and conjecture.draw_boolean(MIRROR_RATE):
                 # This client does what an earlier one does: two clients at the same thing
                 # at once is where races live (two charges with one key, two refunds of
@@ -189,6 +185,23 @@ class _Spec:
             ) from exc
 
 
+def _partition(model_cls: type[Model]) -> Callable[[HistoryOp], Any] | None:
+    """The model's ``partition``, its errors made model errors."""
+    partition = model_cls.partition
+    if partition is None:
+        return None
+
+    def part(op: HistoryOp) -> Any:
+        try:
+            return partition(op)
+        except Exception as exc:
+            raise model_error(
+                f"{model_cls.__name__}.partition raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return part
+
+
 def _describe_error(exc: BaseException) -> str:
     text = str(exc).strip().split("\n", 1)[0]
     return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
@@ -219,6 +232,10 @@ class _Client:
             time.sleep(invocation.delay)
         record = self.record
         self.faults.load(list(invocation.faults))
+        try:
+            encode(invocation.arguments)
+        except UnencodableValue as exc:
+            raise model_error(f"the arguments of operation {invocation.name}: {exc}") from None
         step = record.begin_step(invocation.name, invocation.arguments)
         step.client, step.delay = client, invocation.delay
         step.call = time.perf_counter() - started
@@ -242,7 +259,7 @@ class _Client:
             step.duration_ms = (time.perf_counter() - started - step.call) * 1000
             self.faults.load([])
             record.phase = "after"
-        if step.ret is not None and step.error is None:
+        if step.ret is not None and step.error is None and step.unknown is None:
             try:
                 encode(output)
             except UnencodableValue as exc:
@@ -283,10 +300,7 @@ def execute_program(
         clients += list(branch_clients.values())
         _run_branches(program, branch_clients, run, started)
         for branch_record in branch_records:
-            for step in branch_record.steps:
-                record.steps.append(step)
-            if record.failure is None and branch_record.failure is not None:
-                record.failure = branch_record.failure
+            _merge(record, branch_record)
         for invocation in program.final:
             first.perform(0, invocation, started)
     finally:
@@ -314,6 +328,17 @@ def execute_program(
     return record
 
 
+def _merge(record: ExampleRecord, branch: ExampleRecord) -> None:
+    """Append a client's steps, counts and failure to the program's record (a failure's
+    step becomes its place in the program)."""
+    offset = len(record.steps)
+    record.steps += branch.steps
+    for name in ("checks", "rejected", "invariant_runs", "markers"):
+        getattr(record, name).update(getattr(branch, name))
+    if record.failure is None and branch.failure is not None:
+        record.failure = attrs.evolve(branch.failure, step=branch.failure.step + offset)
+
+
 def _run_branches(
     program: Program, clients: dict[int, _Client], run: RunState, started: float
 ) -> None:
@@ -327,8 +352,9 @@ def _run_branches(
         with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=30)
         try:
-            for invocation in program.branches[i]:
-                clients[i].perform(i + 1, invocation, started)
+            with counting_into(clients[i].record):
+                for invocation in program.branches[i]:
+                    clients[i].perform(i + 1, invocation, started)
         except BaseException as exc:  # a stop (target gone, model error) or a bug: the
             raised.append(exc)  # main thread raises it after the join
 
@@ -355,17 +381,25 @@ def _run_branches(
 
 
 def _hidden_deliveries(step: Step) -> int:
-    """Deliveries of the step's requests whose effect the client did not see: each may
-    have taken effect on its own (one of them is the step itself when its outcome is
-    unknown)."""
-    hidden = sum(
-        1
+    """Deliveries of the step's requests whose effect the client did not see, each of
+    which may have taken effect on its own; when the step's own outcome is unknown
+    because its last request was such a delivery, that one is the step itself."""
+    hidden = [
+        exchange
         for exchange in step.own_exchanges()
         if exchange.fault is not None
         and exchange.fault.get("kind") in _HIDDEN_DELIVERY
         and exchange.method.upper() not in _SAFE_METHODS
-    )
-    return max(0, hidden - (1 if step.ret is None else 0))
+    ]
+    exchanges = step.own_exchanges()
+    itself = _unknown(step) and bool(hidden) and exchanges[-1] is hidden[-1]
+    return len(hidden) - itself
+
+
+def _unknown(step: Step) -> bool:
+    """Whether the step's outcome is unknown: unanswered, raised, or every attempt of
+    ``Model.retry`` failed."""
+    return step.ret is None or step.error is not None or step.unknown is not None
 
 
 def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> None:
@@ -374,7 +408,7 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
     steps: list[int] = []
     for step in record.steps:
         assert step.client is not None and step.call is not None
-        unknown = step.ret is None or step.error is not None
+        unknown = _unknown(step)
         operations.append(
             HistoryOp(
                 client=step.client,
@@ -392,12 +426,14 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
                 )
             )
             steps.append(step.index)
-    result = check_operations(
-        _Spec(model_cls), operations, partition=model_cls.partition, timeout=timeout
-    )
+    # Markers a transition calls count no orders the checker tries.
+    with counting_into(ExampleRecord(number=record.number)):
+        result = check_operations(
+            _Spec(model_cls), operations, partition=_partition(model_cls), timeout=timeout
+        )
     record.history = HistoryCheck(operations=operations, steps=steps, result=result)
-    record.invariant_runs["linearizable"] += 1
     if result.verdict != "unknown":
+        record.invariant_runs["linearizable"] += 1
         record.checks["linearizable"] += 1
     if record.failure is not None and record.failure.invariant != "unexpected_error":
         return  # a check inside an operation failed: that is the finding
@@ -416,86 +452,6 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
             step=index or 0,
             operation=blocked.rule if blocked else None,
         )
-
-
-def describe_step(step: Step, width: int = 48) -> tuple[str, str]:
-    """An operation's call (``pay(key=k0, amount=5)``) and what it observed
-    (``status=201 id=ch_91a2 amount=5``; ``?`` when its outcome is unknown)."""
-    arguments = ", ".join(f"{k}={short(v, 24)}" for k, v in step.arguments.items())
-    if step.ret is None:
-        answer = "?"
-    elif step.error is not None:
-        answer = f"raised {step.error}"
-    else:
-        output = jsonable(step.output)
-        if isinstance(output, dict):
-            answer = " ".join(
-                f"{k}={v if isinstance(v, str) else short(v, width)}" for k, v in output.items()
-            )
-        else:
-            answer = short(output, 60)
-    return f"{step.rule}({arguments})", answer
-
-
-def timeline_html(model_name: str, record: ExampleRecord) -> str:
-    """The HTML timeline of a parallel program's run."""
-    history = record.history
-    assert history is not None
-    by_op = {
-        id(op): record.steps[index - 1]
-        for op, index in zip(history.operations, history.steps, strict=True)
-    }
-    return render_timeline(
-        history.operations,
-        history.result,
-        title=f"{model_name}: {record.tenant}",
-        describe=lambda op: describe_step(by_op[id(op)]),
-        show_state=lambda state: short(jsonable(state), 200),
-    )
-
-
-def program_lines(record: ExampleRecord, most: int = 44) -> list[str]:
-    """A run of a program as lines: the prefix, the clients side by side, the final
-    operations; each operation with what it observed."""
-    program = record.program
-    assert program is not None
-    by_client: dict[int, list[Step]] = {}
-    for step in record.steps:
-        by_client.setdefault(step.client or 0, []).append(step)
-    first = by_client.get(0, [])
-    prefix, final = first[: len(program.prefix)], first[len(program.prefix) :]
-    lines = []
-    if prefix:
-        lines.append("    prefix (client 0):")
-        lines += [f"      {' -> '.join(describe_step(s))}" for s in prefix]
-    branches = [by_client.get(i, []) for i in range(1, program.clients + 1)]
-    texts = [_cell(step) for branch in branches for step in branch]
-    width = min(most, max([len(t) for t in texts] + [len("client 0 (idle)")]))
-    shown = [i for i, branch in enumerate(branches) if branch] or [0]
-    idle = len(branches) - len([b for b in branches if b])
-    header = " | ".join(f"client {i + 1}".ljust(width) for i in shown)
-    note = f"   ({idle} more idle)" if idle and len(shown) < len(branches) else ""
-    lines.append(f"    at once: {header.rstrip()}{note}")
-    for row in range(max((len(b) for b in branches), default=0)):
-        cells = []
-        for i in shown:
-            branch = branches[i]
-            cells.append(
-                cut(_cell(branch[row]), width).ljust(width) if row < len(branch) else " " * width
-            )
-        lines.append(f"             {' | '.join(cells).rstrip()}")
-    if final:
-        lines.append("    then (client 0):")
-        lines += [f"      {' -> '.join(describe_step(s))}" for s in final]
-    return lines
-
-
-def _cell(step: Step) -> str:
-    call, answer = describe_step(step)
-    wait = f"[+{step.delay * 1000:.0f}ms] " if step.delay else ""
-    faults = [e.fault["kind"] for e in step.own_exchanges() if e.fault]
-    injected = f" [{', '.join(faults)}]" if faults else ""
-    return f"{wait}{call} -> {answer}{injected}"
 
 
 def runs_needed(failed: int, runs: int, *, confidence: float, least: int, most: int) -> int:

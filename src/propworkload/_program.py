@@ -51,9 +51,14 @@ class Invocation:
         if not isinstance(arguments, dict):
             raise ValueError(f"the arguments of {data['operation']} are not an object")
         delay = data.get("delay", 0.0)
-        if not isinstance(delay, int | float) or not 0 <= delay <= 1:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 1:
             raise ValueError(f"the delay of {data['operation']} is not 0 to 1 seconds")
-        faults = tuple(None if f is None else Fault.from_json(f) for f in data.get("faults", []))
+        recorded = data.get("faults", [])
+        if not isinstance(recorded, list):
+            raise ValueError(f"the faults of {data['operation']} are not a list")
+        faults = tuple(None if f is None else Fault.from_json(f) for f in recorded)
+        if any(f is None for f, r in zip(faults, recorded, strict=True) if r is not None):
+            raise ValueError(f"an unknown fault in {data['operation']}: {recorded!r:.80}")
         return cls(str(data["operation"]), arguments, float(delay), faults)
 
 

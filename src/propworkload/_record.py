@@ -233,9 +233,14 @@ class Failure:
 
     @property
     def signature(self) -> str:
-        """What tells two failures apart: the invariant, and for a history that is not
-        linearizable the operation that fits no order."""
-        return f"{self.invariant}@{self.operation}" if self.operation else self.invariant
+        """What tells two failures apart: the invariant; for a history that is not
+        linearizable, also the operation that fits no order; for an unexpected error,
+        the rule or operation that raised."""
+        if self.operation:
+            return f"{self.invariant}@{self.operation}"
+        if self.invariant == "unexpected_error" and self.rule:
+            return f"{self.invariant}@{self.rule}"
+        return self.invariant
 
 
 @attrs.define

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._errors import InvalidTrace
 from ._text import short
 from ._trace import is_parallel
 from ._values import decode
@@ -69,18 +70,14 @@ def test_{test_name}() -> None:
 def _literal(encoded: Any) -> str:
     """Python source for a recorded value: a literal when one gives the same value back,
     else ``run.value(<as recorded>)``."""
+    fallback = f"run.value({encoded!r})"
     try:
         value = decode(encoded)
-    except ValueError:
-        value = None
-    else:
         text = repr(value)
-        try:
-            if ast.literal_eval(text) == value and type(ast.literal_eval(text)) is type(value):
-                return text
-        except (ValueError, SyntaxError):
-            pass
-    return f"run.value({encoded!r})"
+        back = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return fallback
+    return text if back == value and type(back) is type(value) else fallback
 
 
 def _program_source(program: dict[str, Any]) -> str:
@@ -124,6 +121,17 @@ def _fault_argument(fault: Any) -> Any:
     return fault.get("kind")
 
 
+def _docstring_safe(text: str) -> str:
+    """``text`` as it can stand inside a triple-quoted docstring."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _require_name(name: Any, what: str) -> None:
+    """A name the emitted code uses as Python: refused (one line) unless it is one."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise InvalidTrace(f"the trace names a {what} {name!r:.60}, which is not a Python name")
+
+
 def _model_path(model_file: Path, out: Path) -> str:
     try:
         return os.path.relpath(model_file.resolve(), out.resolve().parent)
@@ -142,8 +150,8 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
     )
     common = {
         "invariant": failure["invariant"],
-        "fail_line": " ".join(fail_line.split()),
-        "trace_path": trace_path,
+        "fail_line": _docstring_safe(" ".join(fail_line.split())),
+        "trace_path": _docstring_safe(str(trace_path)),
         "seed": trace.get("seed"),
         "date": time.strftime("%Y-%m-%d"),
         "model_class": trace["model"]["class"],
@@ -169,7 +177,9 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
     lines: list[str] = []
     for number, step in enumerate(trace["steps"], 1):
         arguments = []
+        _require_name(step["rule"], "rule")
         for name, value in step["arguments"].items():
+            _require_name(name, "argument")
             source = step.get("bundle_arguments", {}).get(name)
             variable = None
             if source is not None:
@@ -190,7 +200,10 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
             indent = "            "
         targets = step.get("targets") or []
         if targets:
-            fallback = f"{targets[0]}_{number}"
+            stem = (
+                targets[0] if isinstance(targets[0], str) and targets[0].isidentifier() else "value"
+            )
+            fallback = f"{stem}_{number}"
             if step.get("multiple"):
                 values = step.get("result") or []
                 names = [_identifier(v, f"{fallback}_{i}", taken) for i, v in enumerate(values)]

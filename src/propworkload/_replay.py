@@ -46,11 +46,14 @@ def _model_modules(model: type[Model]) -> list[ModuleType]:
     return [module] if module is not None else []
 
 
-def decode_value(model: type[Model], data: Any, what: str) -> Any:
-    """A recorded value, decoded (an :class:`InvalidTrace` if it cannot be)."""
+def decode_value(model: type[Model], data: Any, what: str, *, version: int = 2) -> Any:
+    """A recorded value, decoded (an :class:`InvalidTrace` if it cannot be); version 1
+    traces recorded plain JSON, taken as it is."""
+    if version == 1:
+        return data
     try:
         return decode(data, modules=_model_modules(model))
-    except (ValueError, TypeError, KeyError) as exc:
+    except ValueError as exc:
         raise InvalidTrace(f"{what} cannot be read back: {exc}") from None
 
 
@@ -68,6 +71,13 @@ def decode_program(model: type[Model], data: Any) -> Program:
                 f"the trace runs operation {invocation.name!r}, which {model.__name__} "
                 "does not have (was the model changed?)"
             )
+        try:
+            inspect.signature(known[invocation.name].call).bind(None, **invocation.arguments)
+        except TypeError as exc:
+            raise InvalidTrace(
+                f"the trace calls {invocation.describe()}, which {model.__name__}."
+                f"{invocation.name} does not take ({exc}; was the model changed?)"
+            ) from None
     return program
 
 
@@ -334,10 +344,15 @@ def replay_trace(
             steps = []  # the failure came before the first step; it is in run.record
         for step in steps:
             where = f"the trace's step {step.get('index', '?')}"
+            version = trace.get("version", 2)
             step = {
                 **step,
-                "arguments": decode_value(model, step["arguments"], f"{where}'s arguments"),
-                "result": decode_value(model, step.get("result"), f"{where}'s result"),
+                "arguments": decode_value(
+                    model, step["arguments"], f"{where}'s arguments", version=version
+                ),
+                "result": decode_value(
+                    model, step.get("result"), f"{where}'s result", version=version
+                ),
             }
             arguments = _arguments(step, recorded_bundles, replayed_bundles)
             if not run.has_rule(step["rule"]):

@@ -33,6 +33,7 @@ __all__ = [
     "StopRun",
     "abandon_example",
     "clear_stop",
+    "counting_into",
     "current_run",
     "reachable",
     "request_stop",
@@ -208,6 +209,21 @@ def clear_stop() -> None:
 
 
 _CURRENT: ContextVar[RunState | None] = ContextVar("propworkload_run", default=None)
+#: Where markers count in this thread, when not in the run's current example (each
+#: client of a parallel program counts into its own record).
+_COUNTING: ContextVar[ExampleRecord | None] = ContextVar("propworkload_counting", default=None)
+
+
+@contextmanager
+def counting_into(record: ExampleRecord) -> Iterator[None]:
+    """Count the ``sometimes``/``reachable`` hits of this thread into ``record``."""
+    token = _COUNTING.set(record)
+    try:
+        yield
+    finally:
+        _COUNTING.reset(token)
+
+
 _STANDALONE: dict[str, Any] = {}
 
 
@@ -272,9 +288,13 @@ def sometimes(condition: object, name: str) -> bool:
         sometimes(charge.refunded > 0 and amount is None, "full refund after a partial one")
     """
     hit = bool(condition)
-    state = _CURRENT.get()
-    if hit and state is not None and state.current_example is not None:
-        state.current_example.markers[name] += 1
+    if hit:
+        record = _COUNTING.get()
+        if record is None:
+            state = _CURRENT.get()
+            record = state.current_example if state is not None else None
+        if record is not None:
+            record.markers[name] += 1
     return hit
 
 

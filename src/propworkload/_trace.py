@@ -19,9 +19,9 @@ from typing import Any
 import attrs
 import hypothesis
 
+from ._describe import timeline_html
 from ._errors import InvalidTrace
 from ._model import Model
-from ._parallel import timeline_html
 from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
 from ._results import RunResult
 from ._values import encode
@@ -264,7 +264,7 @@ def load_trace(path: str | Path) -> dict[str, Any]:
         raise InvalidTrace(f"{path}: cannot read the trace ({exc})") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidTrace(
             f"{path}: not valid JSON ({exc.args[0]}); the trace is damaged, re-run to get a new one"
         ) from None
@@ -294,6 +294,10 @@ def load_trace(path: str | Path) -> dict[str, Any]:
         raise InvalidTrace(f"{path}: the model's file and class are missing")
     if is_parallel(data) and not isinstance(data.get("program"), dict):
         raise InvalidTrace(f"{path}: the trace of a parallel program has no program")
+    for field in ("runs", "failed_runs", "replay_runs", "repeat"):
+        value = data.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidTrace(f"{path}: field {field!r} is not a whole number")
     return data
 
 

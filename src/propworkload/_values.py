@@ -64,19 +64,35 @@ def _sorted(items: Iterable[Any]) -> list[Any]:
     return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
+def _check_class(cls: type, hidden: list[str]) -> None:
+    """A class whose instances a trace can rebuild: reachable by name, every field taken
+    by its ``__init__``."""
+    if "<locals>" in cls.__qualname__:
+        raise UnencodableValue(
+            f"a {cls.__qualname__} cannot be recorded in a trace: a class defined inside a "
+            "function cannot be found again by replay; define it at module level"
+        )
+    if hidden:
+        raise UnencodableValue(
+            f"a {cls.__qualname__} cannot be recorded in a trace: its field "
+            f"{hidden[0]!r} is not taken by __init__ (init=False), so replay cannot rebuild it"
+        )
+
+
 def encode(value: Any) -> Any:
     """``value`` as JSON data that :func:`decode` turns back into an equal value."""
     kind = type(value)
     if kind in _PLAIN:
         return value
     if isinstance(value, enum.Enum):  # before str and int: a StrEnum is a str
+        _check_class(kind, [])
         return {"$enum": _class_name(kind), "name": value.name}
     if kind is float:
         return value if math.isfinite(value) else {"$float": repr(value)}
     if kind is list:
         return [encode(item) for item in value]
     if kind is dict:
-        if all(isinstance(key, str) and not key.startswith("$") for key in value):
+        if all(type(key) is str and not key.startswith("$") for key in value):
             return {key: encode(item) for key, item in value.items()}
         return {"$dict": [[encode(key), encode(item)] for key, item in value.items()]}
     if kind is tuple:
@@ -86,31 +102,27 @@ def encode(value: Any) -> Any:
         return {tag: _sorted(encode(item) for item in value)}
     if kind is bytes:
         return {"$bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, Decimal):
+    if kind is Decimal:
         return {"$decimal": str(value)}
     if attrs.has(kind):
-        fields = {
-            field.alias or field.name: encode(getattr(value, field.name))
-            for field in attrs.fields(type(value))
-            if field.init
-        }
-        return {"$attrs": _class_name(type(value)), "fields": fields}
+        fields = attrs.fields(kind)
+        _check_class(kind, [f.name for f in fields if not f.init])
+        encoded = {f.alias or f.name: encode(getattr(value, f.name)) for f in fields}
+        return {"$attrs": _class_name(kind), "fields": encoded}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {
-            field.name: encode(getattr(value, field.name))
-            for field in dataclasses.fields(value)
-            if field.init
-        }
-        return {"$dataclass": _class_name(type(value)), "fields": fields}
-    if isinstance(value, dt.datetime):
+        fields = dataclasses.fields(value)
+        _check_class(kind, [f.name for f in fields if not f.init])
+        encoded = {f.name: encode(getattr(value, f.name)) for f in fields}
+        return {"$dataclass": _class_name(kind), "fields": encoded}
+    if kind is dt.datetime:
         return {"$datetime": value.isoformat()}
-    if isinstance(value, dt.date):
+    if kind is dt.date:
         return {"$date": value.isoformat()}
-    if isinstance(value, dt.time):
+    if kind is dt.time:
         return {"$time": value.isoformat()}
-    if isinstance(value, dt.timedelta):
+    if kind is dt.timedelta:
         return {"$timedelta": [value.days, value.seconds, value.microseconds]}
-    if isinstance(value, uuid.UUID):
+    if kind is uuid.UUID:
         return {"$uuid": str(value)}
     raise UnencodableValue(
         f"a {type(value).__qualname__} ({_describe(value)}) cannot be recorded in a trace; "
@@ -150,29 +162,38 @@ def _find_class(name: str, modules: Iterable[ModuleType]) -> type:
 def decode(data: Any, *, modules: Iterable[ModuleType] = ()) -> Any:
     """The value :func:`encode` encoded as ``data``.
 
-    Raises ``ValueError`` for data that no encoding produces (a damaged trace) or a class
-    that cannot be found (``modules`` are searched when the recorded module is not
-    loaded: the model's own, for a model recorded as ``__main__``)."""
-    modules = tuple(modules)
+    Raises ``ValueError`` (and nothing else) for data that no encoding produces (a
+    damaged trace) or a class that cannot be found (``modules`` are searched when the
+    recorded module is not loaded: the model's own, for a model recorded as
+    ``__main__``)."""
+    try:
+        return _decode(data, tuple(modules))
+    except ValueError:
+        raise
+    except (RecursionError, ArithmeticError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _decode(data: Any, modules: tuple[ModuleType, ...]) -> Any:
     if type(data) in _PLAIN or type(data) is float:
         return data
     if isinstance(data, list):
-        return [decode(item, modules=modules) for item in data]
+        return [_decode(item, modules) for item in data]
     if not isinstance(data, dict):
         raise ValueError(f"not JSON data: {_describe(data)}")
     tags = [key for key in data if isinstance(key, str) and key.startswith("$")]
     if not tags:
-        return {key: decode(item, modules=modules) for key, item in data.items()}
+        return {key: _decode(item, modules) for key, item in data.items()}
     tag = tags[0]
     body = data[tag]
     if tag == "$tuple":
-        return tuple(decode(item, modules=modules) for item in body)
+        return tuple(_decode(item, modules) for item in body)
     if tag == "$set":
-        return {decode(item, modules=modules) for item in body}
+        return {_decode(item, modules) for item in body}
     if tag == "$frozenset":
-        return frozenset(decode(item, modules=modules) for item in body)
+        return frozenset(_decode(item, modules) for item in body)
     if tag == "$dict":
-        return {decode(k, modules=modules): decode(v, modules=modules) for k, v in body}
+        return {_decode(k, modules): _decode(v, modules) for k, v in body}
     if tag == "$float":
         return float(body)
     if tag == "$bytes":
@@ -199,6 +220,6 @@ def decode(data: Any, *, modules: Iterable[ModuleType] = ()) -> Any:
         cls = _find_class(body, modules)
         if not (attrs.has(cls) if tag == "$attrs" else dataclasses.is_dataclass(cls)):
             raise ValueError(f"{body} is not an {tag[1:]} class")
-        fields = {key: decode(item, modules=modules) for key, item in data["fields"].items()}
+        fields = {key: _decode(item, modules) for key, item in data["fields"].items()}
         return cls(**fields)
     raise ValueError(f"unknown tag {tag!r} in recorded value")
