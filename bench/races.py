@@ -63,11 +63,40 @@ def race_bugs() -> list[tuple[str, Bug]]:
     ]
 
 
+#: A race in software nobody here wrote: Kinto's memory backend runs a batch's requests
+#: one by one, and another client's write can land between them (README, "Real
+#: services"). Its shortest program is two operations (a write, and a batch at once).
+KINTO_RACE = Bug(
+    name="batch-interleave",
+    description="Kinto (memory backend): a write lands inside another client's batch",
+    invariant="linearizable",
+    minimal_steps=2,
+    needs=("concurrency",),
+)
+
+
 def run_once(job: tuple[str, str, int, str]) -> dict[str, Any]:
-    """One run: ``(service, bug, seed, variant)``, against a service of its own."""
+    """One run: ``(service, bug, seed, variant)``, against a service of its own (or, for
+    ``kinto=URL``, against the Kinto at URL)."""
     service, bug_name, seed, variant = job
+    if service.startswith("kinto="):
+        return _run(
+            ROOT / "models" / "real" / "kinto.py",
+            service,
+            KINTO_RACE,
+            seed,
+            variant,
+            url=service.split("=", 1)[1],
+        )
     bug = next(b for b in load_sample(service).BUGS if b.name == bug_name)
-    model, path = load_model(str(ROOT / "models" / f"{service}.py"))
+    with sample_service(service, (bug.name,)) as url:
+        return _run(ROOT / "models" / f"{service}.py", service, bug, seed, variant, url=url)
+
+
+def _run(
+    model_file: Path, service: str, bug: Bug, seed: int, variant: str, *, url: str
+) -> dict[str, Any]:
+    model, path = load_model(str(model_file))
     seen = {"examples": 0, "runs": 0}
     first: dict[str, Any] = {}
     started = time.monotonic()
@@ -84,11 +113,16 @@ def run_once(job: tuple[str, str, int, str]) -> dict[str, Any]:
             seen["examples"] += 1
             seen["runs"] += event.example.runs
 
-    with sample_service(service, (bug.name,)) as url:
-        config = RunConfig(
-            url=url, seed=seed, model_path=str(path), concurrency=3, **VARIANTS[variant]
-        )
-        result = run_model(model, config, listeners=[listen])
+    examples = 2000 if service.startswith("kinto=") else 100
+    config = RunConfig(
+        url=url,
+        seed=seed,
+        model_path=str(path),
+        concurrency=3,
+        examples=examples,
+        **VARIANTS[variant],
+    )
+    result = run_model(model, config, listeners=[listen])
     failure = result.failure
     found = failure is not None and failure.invariant == bug.invariant
     return {
@@ -106,16 +140,32 @@ def run_once(job: tuple[str, str, int, str]) -> dict[str, Any]:
     }
 
 
+def variants_in(rows: list[dict[str, Any]]) -> list[str]:
+    return [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+
+
 def _median(values: list[Any]) -> Any:
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 2) if values else "-"
 
 
-def write(rows: list[dict[str, Any]], first: int, seeds: int, jobs: int, name: str) -> None:
+def write(
+    rows: list[dict[str, Any]],
+    first: int,
+    seeds: int,
+    jobs: int,
+    name: str,
+    bugs: list[tuple[str, Bug]],
+) -> None:
     last = first + seeds - 1
     options = f" --first-seed {first}" if first != 1 else ""
     if name != "races":
         options += f" --output {name}"
+    if bugs and bugs[0][0].startswith("kinto="):
+        options += " --kinto URL"
+    ran = variants_in(rows)
+    if len(ran) < len(VARIANTS):
+        options += f" --variants {','.join(ran)}"
     lines = [
         "# Races on purpose: the parallel search's heuristics",
         "",
@@ -151,7 +201,7 @@ def write(rows: list[dict[str, Any]], first: int, seeds: int, jobs: int, name: s
         "| bug | " + " | ".join(variants) + " |",
         "|---|" + "---|" * len(variants),
     ]
-    for service, bug in race_bugs():
+    for service, bug in bugs:
         cells = []
         for variant in variants:
             mine = [r for r in rows if r["bug"] == bug.name and r["variant"] == variant]
@@ -159,7 +209,8 @@ def write(rows: list[dict[str, Any]], first: int, seeds: int, jobs: int, name: s
             minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
             examples = _median([r["examples_to_failure"] for r in found])
             cells.append(f"{len(found)}/{len(mine)} / {minimal}, {examples}")
-        lines.append(f"| {service}/{bug.name} | " + " | ".join(cells) + " |")
+        where = "kinto" if service.startswith("kinto=") else service
+        lines.append(f"| {where}/{bug.name} | " + " | ".join(cells) + " |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"{name}.json").write_text(
@@ -178,11 +229,18 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--kinto",
+        metavar="URL",
+        help="instead of the samples, Kinto's batch race at URL (models/real/serve.py kinto), "
+        "up to 2000 examples a run",
+    )
     args = parser.parse_args()
     variants = args.variants.split(",")
+    bugs = [(f"kinto={args.kinto}", KINTO_RACE)] if args.kinto else race_bugs()
     jobs = [
         (service, bug.name, seed, variant)
-        for service, bug in race_bugs()
+        for service, bug in bugs
         for variant in variants
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
@@ -192,7 +250,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     if not args.no_write:
-        write(rows, args.first_seed, args.seeds, args.jobs, args.output)
+        write(rows, args.first_seed, args.seeds, args.jobs, args.output, bugs)
     return 0
 
 
