@@ -171,7 +171,8 @@ class TraceWriter:
         )
 
     def __call__(self, example: ExampleRecord, result: RunResult | None) -> Path:
-        invariant = example.failure.invariant if example.failure else None
+        # Two failures are apart when their signatures are (explore keeps both).
+        invariant = example.failure.signature if example.failure else None
         if self.path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             folder = self.artifacts.folder() / "traces"
@@ -187,7 +188,8 @@ class TraceWriter:
             and self.path == self.first_path
         ):
             # Shrinking ended on another invariant: keep the first failure's trace too.
-            self.path = self.path.with_name(f"{self.path.stem}-{invariant}.json")
+            suffix = (invariant or "failure").replace("@", "-")
+            self.path = self.path.with_name(f"{self.path.stem}-{suffix}.json")
         failure = example.failure
         reproduced: bool | None = None
         if result is None:
