@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -113,3 +114,82 @@ def test_model_testcase_runs_under_pytest_on_the_embedded_sample(tmp_path: Path)
     )
     assert result.code == 0, result.out + result.err
     assert "1 passed" in result.out
+
+
+# Two rules break on different sequences: three_reads once the balance has been read three
+# times, first_page when the charges are listed from page 0 after a read (page 0 is rare
+# among the pages drawn, but shrinking tries it on its way). Shrinking then moves from
+# three_reads, found first, to first_page, the simpler failure (two steps).
+SLIPPING_MODEL = """
+from hypothesis import strategies as st
+from propworkload import Model, invariant, rule
+
+class Slipping(Model):
+    reads = 0
+    first_page = False
+
+    @rule(page=st.integers(min_value=0, max_value=10**6))
+    def list_charges(self, page):
+        self.http.get(f"/customers/{self.tenant}/charges").json()
+        self.first_page = self.first_page or (page == 0 and self.reads > 0)
+
+    @rule(fresh=st.booleans())
+    def read_balance(self, fresh):
+        self.http.get(f"/customers/{self.tenant}/balance").json()
+        self.reads += 1
+
+    @invariant()
+    def counts(self):
+        self.check("first_page", holds=not self.first_page, expected=False,
+                   actual=self.first_page, customer=self.tenant)
+        self.check("three_reads", holds=self.reads < 3, expected="<3", actual=self.reads,
+                   customer=self.tenant)
+"""
+
+
+def test_a_failure_found_is_never_lost_when_shrinking_moves_on(tmp_path: Path) -> None:
+    """Every kind of failure a run sees is reported: when shrinking moves from the
+    failure found to a simpler one of another invariant, the one found follows under
+    ``ALSO FAIL`` with its own trace."""
+    model = _model(tmp_path, SLIPPING_MODEL)
+    for seed in (1, 2, 3):
+        with in_process("payments") as service:
+            result = service.run(model, seed=seed)
+        assert result.code == 1, result.out + result.err
+        found = next(line for line in result.lines if line.startswith("FOUND ")).split()[1]
+        fail = next(line for line in result.lines if line.startswith("INVARIANT FAIL"))
+        also = [line for line in result.lines if line.startswith("ALSO FAIL")]
+        reported = [fail.split()[2], *(line.split()[2] for line in also)]
+        assert found in reported, result.out
+        assert len(set(reported)) == len(reported), result.out
+        if found != "three_reads" or not also:
+            continue  # found first_page first, or shrinking never tried page 0 after a read
+        assert fail.startswith("INVARIANT FAIL first_page expected=False actual=True")
+        assert any(line.startswith("  minimal sequence (2 steps") for line in result.lines)
+        assert also == [also[0]] and also[0].startswith('ALSO FAIL three_reads expected="<3"')
+        assert also[0].endswith("(not shrunk: 3 steps)"), also[0]
+        traces = [
+            Path(line.split(": ", 1)[1]) for line in result.lines if line.startswith("  trace:")
+        ]
+        written = [json.loads(path.read_text()) for path in traces]
+        assert [(t["status"], t["failure"]["invariant"]) for t in written] == [
+            ("minimal", "first_page"),
+            ("also-failed", "three_reads"),
+        ]
+        # The first failure's trace keeps the run's name; the other kind's sits beside it.
+        assert traces[0].name == traces[1].stem + "-first_page.json"
+        return
+    raise AssertionError("no seed found three_reads first and then shrank to first_page")
+
+
+def test_explore_lists_every_kind_of_failure_it_saw(tmp_path: Path) -> None:
+    """Explore lists both failures as findings: the one shrinking ended on, and the one it
+    moved from."""
+    report = tmp_path / "report.json"
+    with in_process("payments") as service:
+        result = service.explore(
+            _model(tmp_path, SLIPPING_MODEL), examples=200, seed=1, report_json=report
+        )
+    assert result.code == 1, result.out + result.err
+    failures = json.loads(report.read_text())["failures"]
+    assert sorted(f["invariant"] for f in failures) == ["first_page", "three_reads"]

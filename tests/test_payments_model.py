@@ -68,7 +68,7 @@ def test_seeded_bug_is_found_and_named(
     with in_process("payments", bug.name) as service:
         result = service.run_args(PAYMENTS_MODEL, "--seed", "1")
         assert result.code == 1, result.out + result.err
-        (trace_line,) = [line for line in result.lines if line.startswith("  trace: ")]
+        trace_line = next(line for line in result.lines if line.startswith("  trace: "))
         replayed = service.replay(trace_line.split("trace: ", 1)[1])
     fail = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
     assert len(fail) == 1
@@ -112,7 +112,7 @@ def test_trace_is_written_without_secrets(
     with payments("retry-credits-balance") as url:
         result = propworkload("run", str(PAYMENTS_MODEL), "--seed", "1", env={"APP_URL": url})
     assert result.code == 1
-    (trace_line,) = [line for line in result.lines if line.startswith("  trace: ")]
+    trace_line = next(line for line in result.lines if line.startswith("  trace: "))
     path = Path(trace_line.split("trace: ", 1)[1])
     assert path.parent == tmp_path / "artifacts" / "traces"
     trace = json.loads(path.read_text())
@@ -141,7 +141,7 @@ def test_unwritable_artifact_folder_falls_back_to_a_temporary_one(
     assert result.code == 1
     (note,) = [line for line in result.lines if line.startswith("NOTE artifacts:")]
     fallback = note.rsplit("writing to ", 1)[1]
-    (trace_line,) = [line for line in result.lines if line.startswith("  trace: ")]
+    trace_line = next(line for line in result.lines if line.startswith("  trace: "))
     assert trace_line.split("trace: ", 1)[1].startswith(fallback)
     assert Path(trace_line.split("trace: ", 1)[1]).is_file()
 

@@ -113,6 +113,20 @@ def fail_line(failure: Failure) -> str:
     return " ".join(part for part in (head, ids, f"step={failure.step}") if part)
 
 
+def also_line(example: ExampleRecord) -> str:
+    """``ALSO FAIL name ...``: a failure of another kind than the run's, as it was seen
+    (not shrunk)."""
+    assert example.failure is not None
+    detail = fail_line(example.failure).removeprefix("INVARIANT FAIL ")
+    n = example.size
+    noun = (
+        ("operation" if n == 1 else "operations")
+        if example.parallel
+        else ("step" if n == 1 else "steps")
+    )
+    return f"ALSO FAIL {detail} (not shrunk: {n} {noun})"
+
+
 def sequence_lines(steps: list[Step]) -> list[str]:
     """One numbered line per step: the call, then its outcome."""
     calls = [format_step(step) for step in steps]
@@ -184,6 +198,9 @@ def format_result(result: RunResult) -> list[str]:
             stopped=result.stopped,
         )
         lines += trace_lines(result.trace_path, result.example)
+        for other in result.others:
+            lines.append(also_line(other.example))
+            lines += trace_lines(other.trace_path, other.example)
     else:
         for name, count in result.checks.items():
             unchecked = ""

@@ -43,7 +43,7 @@ from ._model import Model, invariants_of, operation_markers, rules_of
 from ._parallel import ProgramShape, execute_program, runs_needed
 from ._program import Program
 from ._record import ExampleRecord
-from ._results import RunResult
+from ._results import OtherFailure, RunResult
 from ._runtime import RunState, StopRun, using_run
 from ._target import probe, ssl_context
 
@@ -284,7 +284,7 @@ class _Parallel:
         candidate does; a simpler one that fails as well is kept. Then how often the
         result fails is measured, for the report and for replay."""
         assert found.program is not None and found.failure is not None
-        invariant = found.failure.invariant
+        kind = found.failure.kind
         best, program = found, found.program
         try:
             improved = True
@@ -292,7 +292,7 @@ class _Parallel:
                 improved = False
                 for candidate in program.simpler():
                     record = self._attempt(candidate, found.number, self.runs)
-                    if record.failure is not None and record.failure.invariant == invariant:
+                    if record.failure is not None and record.failure.kind == kind:
                         best, program, improved = record, candidate, True
                         break
             best.failed_runs = 1
@@ -322,7 +322,9 @@ def run_model(
 
     Raises :class:`PropworkloadError` subclasses for usage and target problems.
     ``write_trace(example, result)`` is called when the first failure is seen (with
-    ``result=None``) and again when the run ends; it returns the trace's path.
+    ``result=None``) and again when the run ends; it returns the trace's path. It is
+    called the same way for the first failure of each other kind, and when the run ends
+    for the smallest of each (see ``RunResult.others``).
     """
     seed = config.seed if config.seed is not None else fresh_seed()
     name = model_cls.model_name()
@@ -330,8 +332,11 @@ def run_model(
 
     def emit(event: Event) -> None:
         nonlocal trace_path
-        if isinstance(event, FailureFound) and event.first and write_trace is not None:
-            trace_path = write_trace(event.example, None)
+        if isinstance(event, FailureFound) and write_trace is not None:
+            if event.first:
+                trace_path = write_trace(event.example, None)
+            elif event.new_kind:
+                write_trace(event.example, None)  # kept even if the run is killed
         for listener in listeners:
             listener(event)
 
@@ -486,9 +491,18 @@ def run_model(
         concurrency=config.concurrency,
         runs=state.runs,
         unchecked=state.unchecked,
+        others=tuple(
+            OtherFailure(other)
+            for kind, other in state.by_kind.items()
+            if example is not None and example.failure is not None and kind != example.failure.kind
+        ),
     )
     if example is not None and write_trace is not None:
         result = attrs.evolve(result, trace_path=write_trace(example, result))
+        others = tuple(
+            OtherFailure(o.example, write_trace(o.example, result)) for o in result.others
+        )
+        result = attrs.evolve(result, others=others)
     emit(RunFinished(result=result))
     return result
 

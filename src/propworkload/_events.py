@@ -34,10 +34,12 @@ class ExampleFinished:
 
 @attrs.frozen
 class FailureFound:
-    """An example failed; ``first`` is true for the first failure of the run."""
+    """An example failed; ``first`` is true for the first failure of the run,
+    ``new_kind`` for the first failure of its kind (``Failure.kind``)."""
 
     example: ExampleRecord
     first: bool
+    new_kind: bool = False
 
 
 @attrs.frozen

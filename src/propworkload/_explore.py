@@ -168,26 +168,6 @@ def explore(
         result.runs += run.runs
         result.unchecked += run.unchecked
         result.coverage.merge(run.coverage)
-        first = run.first_example
-        if (
-            first is not None
-            and first.failure is not None
-            and run.failure is not None
-            and first.failure.signature != run.failure.signature
-        ):
-            # Shrinking slipped from one invariant to another: both are findings.
-            result.add(
-                DistinctFailure(
-                    failure=first.failure,
-                    example=first,
-                    first_steps=first.size,
-                    seed=seed,
-                    flaky=False,
-                    trace_path=getattr(writer, "first_path", None),
-                    worker=worker,
-                    minimal=False,
-                )
-            )
         if run.failure is not None and run.example is not None:
             result.add(
                 DistinctFailure(
@@ -199,6 +179,21 @@ def explore(
                     trace_path=run.trace_path,
                     worker=worker,
                     minimal=not (run.flaky or run.stopped),
+                )
+            )
+        for other in run.others:
+            # Another kind of failure seen in the round (shrinking may have moved from it to
+            # a simpler one): a finding of its own, not shrunk.
+            result.add(
+                DistinctFailure(
+                    failure=other.failure,
+                    example=other.example,
+                    first_steps=other.example.size,
+                    seed=seed,
+                    flaky=False,
+                    trace_path=other.trace_path,
+                    worker=worker,
+                    minimal=False,
                 )
             )
         if run.stopped in ("terminated", "interrupted") or stop_requested():

@@ -242,6 +242,15 @@ class Failure:
             return f"{self.invariant}@{self.rule}"
         return self.invariant
 
+    @property
+    def kind(self) -> str:
+        """What shrinking keeps to: the invariant (for an unexpected error, also the rule
+        that raised). Coarser than the signature: the operation that fits no order may
+        change as a race shrinks, and it is still the same race."""
+        if self.invariant == "unexpected_error" and self.rule:
+            return f"{self.invariant}@{self.rule}"
+        return self.invariant
+
 
 @attrs.define
 class HistoryCheck:

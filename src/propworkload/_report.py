@@ -53,6 +53,7 @@ def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool
                 "runs": f.example.runs if f.example.parallel else None,
                 "failed_runs": f.example.failed_runs if f.example.parallel else None,
                 "flaky": f.flaky,
+                "minimal": f.minimal,
                 "seed": f.seed,
                 "worker": f.worker,
                 "trace": str(f.trace_path) if f.trace_path else None,

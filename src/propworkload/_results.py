@@ -10,12 +10,26 @@ from ._coverage import Coverage
 from ._faults import FaultPlan
 from ._record import ExampleRecord, Failure
 
-__all__ = ["RunResult", "interrupted_code"]
+__all__ = ["OtherFailure", "RunResult", "interrupted_code"]
 
 
 def interrupted_code(stopped: str | None) -> int:
     """The exit status of a run stopped by a signal before anything failed (0 otherwise)."""
     return {"terminated": 143, "interrupted": 130}.get(stopped or "", 0)
+
+
+@attrs.frozen
+class OtherFailure:
+    """A failure of another kind (``Failure.kind``) than the run's, seen while searching
+    or shrinking: the smallest example of its kind seen, not shrunk."""
+
+    example: ExampleRecord
+    trace_path: Path | None = None
+
+    @property
+    def failure(self) -> Failure:
+        assert self.example.failure is not None
+        return self.example.failure
 
 
 @attrs.frozen(kw_only=True)
@@ -53,6 +67,9 @@ class RunResult:
     concurrency: int | None = None
     runs: int = 0
     unchecked: int = 0
+    #: Failures of other kinds than ``failure``'s seen in the run (shrinking may have
+    #: moved from one of them to a simpler failure of another kind), one per kind.
+    others: tuple[OtherFailure, ...] = ()
 
     @property
     def exit_code(self) -> int:

@@ -103,6 +103,10 @@ class RunState:
     #: handle it (a transport error escaped the rule).
     abandoned: int = 0
     last_answer: float | None = None
+    #: The smallest failing example of each kind (``Failure.kind``) seen: shrinking may
+    #: move from the failure found to another kind with a simpler example (Hypothesis
+    #: reports the simplest); the run reports the other kinds beside it, nothing is lost.
+    by_kind: dict[str, ExampleRecord] = attrs.field(factory=dict)
     _started: int = 0
 
     def answered(self) -> None:
@@ -179,13 +183,17 @@ class RunState:
             self.coverage.add_example(record, count_length=self.first_failure is None)
         self.last_example = record
         if record.failure is not None:
+            kind = record.failure.kind
+            known = self.by_kind.get(kind)
+            if known is None or record.size < known.size:
+                self.by_kind[kind] = record
             first = self.first_failure is None
             if first:
                 self.first_failure = record
             if self.best_failure is None or record.size <= self.best_failure.size:
                 self.best_failure = record
             self.last_failure = record
-            self.emit(FailureFound(example=record, first=first))
+            self.emit(FailureFound(example=record, first=first, new_kind=known is None))
         self.emit(ExampleFinished(example=record))
 
 

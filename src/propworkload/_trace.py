@@ -144,9 +144,9 @@ class TraceWriter:
     target: str
     artifacts: Artifacts = attrs.field(factory=Artifacts)
     sample: str | None = None
-    path: Path | None = None
-    first_path: Path | None = None
-    _first_invariant: str | None = None
+    #: The trace of each kind of failure (``Failure.kind``) the run saw: the first kind
+    #: gets the run's name, the others sit beside it with their kind in theirs.
+    paths: dict[str, Path] = attrs.field(factory=dict)
 
     @classmethod
     def for_model(
@@ -170,30 +170,30 @@ class TraceWriter:
             sample=sample,
         )
 
+    def _path(self, example: ExampleRecord) -> Path:
+        kind = example.failure.kind if example.failure else "failure"
+        path = self.paths.get(kind)
+        if path is None:
+            if not self.paths:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                folder = self.artifacts.folder() / "traces"
+                folder.mkdir(parents=True, exist_ok=True)
+                kind_suffix = "-concurrent" if example.parallel else ""
+                path = folder / f"{self.model_name}-{self.seed}-{stamp}{kind_suffix}.json"
+            else:
+                first = next(iter(self.paths.values()))
+                path = first.with_name(f"{first.stem}-{kind.replace('@', '-')}.json")
+            self.paths[kind] = path
+        return path
+
     def __call__(self, example: ExampleRecord, result: RunResult | None) -> Path:
-        # Two failures are apart when their signatures are (explore keeps both).
-        invariant = example.failure.signature if example.failure else None
-        if self.path is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            folder = self.artifacts.folder() / "traces"
-            folder.mkdir(parents=True, exist_ok=True)
-            kind = "-concurrent" if example.parallel else ""
-            self.path = self.first_path = (
-                folder / f"{self.model_name}-{self.seed}-{stamp}{kind}.json"
-            )
-            self._first_invariant = invariant
-        elif (
-            result is not None
-            and invariant != self._first_invariant
-            and self.path == self.first_path
-        ):
-            # Shrinking ended on another invariant: keep the first failure's trace too.
-            suffix = (invariant or "failure").replace("@", "-")
-            self.path = self.path.with_name(f"{self.path.stem}-{suffix}.json")
+        path = self._path(example)
         failure = example.failure
         reproduced: bool | None = None
         if result is None:
             status = "shrinking"
+        elif example is not result.example:
+            status = "also-failed"  # another kind of failure than the run's
         elif result.flaky:
             status, reproduced = "flaky", False
         elif result.stopped:
@@ -215,9 +215,11 @@ class TraceWriter:
             "hypothesis_version": hypothesis.__version__,
             "status": status,
             "reproduced": reproduced,
-            "reproduction_blob": result.blob if result is not None else None,
+            "reproduction_blob": result.blob
+            if result is not None and status != "also-failed"
+            else None,
             "shrunk_from": result.first_example.size
-            if result is not None and result.first_example is not None
+            if result is not None and result.first_example is not None and status != "also-failed"
             else example.size,
             "tenant": example.tenant,
             "failure": jsonable(attrs.asdict(failure)) if failure else None,
@@ -225,7 +227,7 @@ class TraceWriter:
             "steps": [_step(s) for s in example.steps],
         }
         if example.program is not None:
-            timeline = self.path.with_suffix(".html")
+            timeline = path.with_suffix(".html")
             history = example.history
             data.update(
                 {
@@ -241,8 +243,8 @@ class TraceWriter:
             )
             if history is not None:
                 write_text_atomic(timeline, timeline_html(self.model_name, example))
-        write_json_atomic(self.path, data)
-        return self.path
+        write_json_atomic(path, data)
+        return path
 
 
 _REQUIRED = {
