@@ -12,7 +12,9 @@ settings plus what the bug needs (``Bug.run_options()``: ``--faults KIND`` or
 through the same engine and the same output as the others.
 The script reads the run's output as it comes and records, per run:
 
-* found: exit status 1 with the bug's own invariant on the ``INVARIANT FAIL`` line;
+* found: exit status 1 with the bug's own invariant on the ``INVARIANT FAIL`` line (also
+  recorded: the invariant of the ``FOUND`` line, and those of any ``ALSO FAIL`` lines, the
+  other invariants the run saw fail);
 * seconds to the first failure: from the ``SEED`` line (the run has started, the service
   answered) to the ``FOUND`` line; examples to the first failure (``FOUND ... in example N``);
 * the shrunk length (``minimal sequence (N steps`` or ``minimal parallel program (N
@@ -116,9 +118,12 @@ def run_once(service: str, bug: Bug, seed: int, url: str) -> dict[str, Any]:
                 elif (m := _FOUND.match(line)) is not None:
                     marks["found"] = now
                     row["examples"] = int(m[1])
+                    row["first"] = line.split()[1]
                 elif line.startswith("INVARIANT FAIL "):
                     marks["fail"] = now
                     row["invariant"] = line.split()[2]
+                elif line.startswith("ALSO FAIL "):
+                    row.setdefault("also", []).append(line.split()[2])
                 elif (m := _SHRUNK.match(line)) is not None:
                     row["shrunk"] = int(m[1] or m[2])
             code = proc.wait()
@@ -136,6 +141,7 @@ def run_once(service: str, bug: Bug, seed: int, url: str) -> dict[str, Any]:
     if "found" in marks and "fail" in marks:
         row["shrink_seconds"] = round(marks["fail"] - marks["found"], 2)
     row["minimal"] = bug.minimal_steps
+    row["expected"] = bug.invariant
     if code not in (0, 1):
         row["error"] = (stderr.strip().splitlines() or [f"exit {code}"])[-1][:200]
     return row
@@ -162,6 +168,8 @@ def _progress(row: dict[str, Any]) -> str:
         f"{row['service']}/{row['bug']} seed={row['seed']} {found} ttf={row.get('ttf')} "
         f"examples={row.get('examples')} shrunk={row.get('shrunk')}/{row['minimal']} "
         f"shrink={row.get('shrink_seconds')}s total={row['seconds']}s"
+        + (f" (FOUND {row['first']})" if row.get("first") != row.get("invariant") else "")
+        + (f" (ALSO FAIL {', '.join(row['also'])})" if row.get("also") else "")
     )
 
 
@@ -178,6 +186,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "runs": len(rows),
         "found": len(found),
+        "named": sum(
+            1
+            for r in rows
+            if r["exit"] == 1 and r.get("expected") in (r.get("invariant"), *r.get("also", ()))
+        ),
         "median_ttf": _median([r["ttf"] for r in found]),
         "minimal": sum(1 for r in found if r.get("shrunk") == r["minimal"]),
         "median_shrink": _median([r["shrink_seconds"] for r in found if "shrink_seconds" in r]),
@@ -209,7 +222,11 @@ def write_results(
         "with default settings (100 examples, 20 steps, 120 s budget) plus what the bug "
         "needs, against the sample service with that one bug switched on. Time to the first "
         "failure is from the `SEED` line to the `FOUND` line; shrinking is from `FOUND` to "
-        "the `INVARIANT FAIL` line. Found means exit 1 naming the bug's invariant.",
+        "the `INVARIANT FAIL` line. Found means exit 1 naming the bug's invariant on the "
+        "`INVARIANT FAIL` line. A run also prints `ALSO FAIL` for each other invariant it saw "
+        "fail (shrinking may move from the failure found to a simpler one of another "
+        "invariant); a missed run below says which invariant it found first and which it saw "
+        "fail besides.",
         "",
         "## Summary",
         "",
@@ -217,6 +234,8 @@ def write_results(
         "|---|---|---|",
         f"| bugs | {len(bugs)} in {len({s for s, _ in bugs})} services | |",
         f"| runs that found their bug | {total['found']}/{total['runs']} | every one |",
+        f"| runs that named the bug's invariant on `INVARIANT FAIL` or `ALSO FAIL` | "
+        f"{total['named']}/{total['runs']} | |",
         f"| median seconds to the first failure | {total['median_ttf']} | < {TARGET_TTF:g} |",
         f"| shrunk to the known minimal length | {total['minimal']}/{total['found']} "
         f"({_share(total['minimal'], total['found'])}) | >= {TARGET_MINIMAL:.0%} |",
