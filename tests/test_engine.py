@@ -183,13 +183,18 @@ def test_a_failure_found_is_never_lost_when_shrinking_moves_on(tmp_path: Path) -
 
 
 def test_explore_lists_every_kind_of_failure_it_saw(tmp_path: Path) -> None:
-    """Explore lists both failures as findings: the one shrinking ended on, and the one it
-    moved from."""
+    """Explore lists both failures of a round as findings: the one shrinking ended on,
+    and the one it moved from (not shrunk), each with its trace."""
     report = tmp_path / "report.json"
     with in_process("payments") as service:
         result = service.explore(
-            _model(tmp_path, SLIPPING_MODEL), examples=200, seed=1, report_json=report
+            _model(tmp_path, SLIPPING_MODEL), examples=20, seed=1, report_json=report
         )
     assert result.code == 1, result.out + result.err
-    failures = json.loads(report.read_text())["failures"]
-    assert sorted(f["invariant"] for f in failures) == ["first_page", "three_reads"]
+    data = json.loads(report.read_text())
+    assert data["rounds"] == 1  # both come from the one round
+    failures = {f["invariant"]: f for f in data["failures"]}
+    assert sorted(failures) == ["first_page", "three_reads"]
+    assert failures["first_page"]["minimal"] is True
+    assert failures["three_reads"]["minimal"] is False
+    assert all(Path(f["trace"]).is_file() for f in failures.values())

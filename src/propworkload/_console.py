@@ -113,9 +113,9 @@ def fail_line(failure: Failure) -> str:
     return " ".join(part for part in (head, ids, f"step={failure.step}") if part)
 
 
-def also_line(example: ExampleRecord) -> str:
+def also_line(example: ExampleRecord, *, flaky: bool = False) -> str:
     """``ALSO FAIL name ...``: a failure of another kind than the run's, as it was seen
-    (not shrunk)."""
+    (not shrunk; ``flaky``: shrinking ended on it, and it did not fail again)."""
     assert example.failure is not None
     detail = fail_line(example.failure).removeprefix("INVARIANT FAIL ")
     n = example.size
@@ -124,6 +124,8 @@ def also_line(example: ExampleRecord) -> str:
         if example.parallel
         else ("step" if n == 1 else "steps")
     )
+    if flaky:
+        return f"ALSO FAIL {detail} (flaky: it did not fail again when re-run; {n} {noun})"
     return f"ALSO FAIL {detail} (not shrunk: {n} {noun})"
 
 
@@ -199,7 +201,7 @@ def format_result(result: RunResult) -> list[str]:
         )
         lines += trace_lines(result.trace_path, result.example)
         for other in result.others:
-            lines.append(also_line(other.example))
+            lines.append(also_line(other.example, flaky=other.flaky))
             lines += trace_lines(other.trace_path, other.example)
     else:
         for name, count in result.checks.items():

@@ -247,11 +247,17 @@ class _Parallel:
 
     def _measure(self, program: Program, number: int, record: ExampleRecord) -> None:
         """After ``record`` failed: run the program until it failed ``MEASURE_FAILURES``
-        times (or ``MAX_RUNS`` runs, or the time is up) and note how often it fails."""
+        times (or ``MAX_RUNS`` runs, or the time is up) and note how often it fails the
+        same way (a run that fails another way is kept as another kind of failure)."""
+        assert record.failure is not None
         failed, made = 1, record.runs
         while failed < MEASURE_FAILURES and made < MAX_RUNS and _time_left(self.state):
-            failed += self._execute(program, number).failure is not None
+            run = self._execute(program, number)
             made += 1
+            if run.failure is not None and run.failure.kind == record.failure.kind:
+                failed += 1
+            elif run.failure is not None:
+                self.state.note_kind(run)
         record.runs, record.failed_runs = made, failed
         least = self.config.repeat
         self.runs = runs_needed(failed, made, confidence=0.95, least=least, most=MAX_RUNS)
@@ -295,6 +301,8 @@ class _Parallel:
                     if record.failure is not None and record.failure.kind == kind:
                         best, program, improved = record, candidate, True
                         break
+                    if record.failure is not None:
+                        self.state.note_kind(record)  # another kind: reported beside
             best.failed_runs = 1
             self._measure(program, found.number, best)
         except StopRun as stop:
@@ -491,20 +499,33 @@ def run_model(
         concurrency=config.concurrency,
         runs=state.runs,
         unchecked=state.unchecked,
-        others=tuple(
-            OtherFailure(other)
-            for kind, other in state.by_kind.items()
-            if example is not None and example.failure is not None and kind != example.failure.kind
-        ),
+        others=_others(state, example, flaky),
     )
     if example is not None and write_trace is not None:
         result = attrs.evolve(result, trace_path=write_trace(example, result))
         others = tuple(
-            OtherFailure(o.example, write_trace(o.example, result)) for o in result.others
+            attrs.evolve(o, trace_path=write_trace(o.example, result)) for o in result.others
         )
         result = attrs.evolve(result, others=others)
     emit(RunFinished(result=result))
     return result
+
+
+def _others(
+    state: RunState, example: ExampleRecord | None, flaky: bool
+) -> tuple[OtherFailure, ...]:
+    """The smallest example of each kind of failure the run saw besides ``example``'s.
+    When the run is flaky, the kind shrinking ended on is the one that did not fail again
+    (``example`` is then the first failure)."""
+    if example is None or example.failure is None:
+        return ()
+    last = state.last_failure.failure if state.last_failure is not None else None
+    unreproduced = last.kind if flaky and last is not None else None
+    return tuple(
+        OtherFailure(other, flaky=kind == unreproduced)
+        for kind, other in state.by_kind.items()
+        if kind != example.failure.kind
+    )
 
 
 _BLOB = re.compile(r"@reproduce_failure\('[^']+', (b'[^']*')\)")

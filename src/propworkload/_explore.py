@@ -92,10 +92,14 @@ class ExploreResult:
     gaps: list[str] = attrs.field(factory=list)
 
     def add(self, failure: DistinctFailure) -> None:
-        """Keep ``failure`` unless an equal one is known; keep the shorter of two."""
+        """Keep ``failure`` unless an equal one is known; of two, keep the one shrunk to
+        the end, else the shorter."""
         for i, known in enumerate(self.failures):
             if known.same_as(failure):
-                if len(failure.example.steps) < len(known.example.steps):
+                if (not failure.minimal, failure.example.size) < (
+                    not known.minimal,
+                    known.example.size,
+                ):
                     self.failures[i], failure = failure, known
                 if failure.trace_path is not None and failure.trace_path != known.trace_path:
                     failure.trace_path.unlink(missing_ok=True)
@@ -153,7 +157,11 @@ def explore(
             examples=left if left is not None else ROUND_EXAMPLES,
             retry_saved=config.retry_saved and result.rounds == 0,
             generate_share=0.95,
-            known_failures=frozenset(f.failure.signature for f in result.failures),
+            # A failure seen but not shrunk (another kind than its round's) stays findable:
+            # a later round may shrink it.
+            known_failures=frozenset(
+                f.failure.signature for f in result.failures if f.minimal or f.flaky
+            ),
         )
         writer = make_writer(seed) if make_writer else None
         try:
@@ -190,7 +198,7 @@ def explore(
                     example=other.example,
                     first_steps=other.example.size,
                     seed=seed,
-                    flaky=False,
+                    flaky=other.flaky,
                     trace_path=other.trace_path,
                     worker=worker,
                     minimal=False,

@@ -25,6 +25,9 @@ class OtherFailure:
 
     example: ExampleRecord
     trace_path: Path | None = None
+    #: Shrinking ended on this failure and it did not fail again when Hypothesis re-ran
+    #: it (the run then reports the failure it found first, marked flaky).
+    flaky: bool = False
 
     @property
     def failure(self) -> Failure:

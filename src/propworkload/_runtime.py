@@ -171,6 +171,14 @@ class RunState:
         self.unchecked += record.history is not None and record.history.result.verdict == "unknown"
         self.coverage.add_example(record, count_length=self.first_failure is None)
 
+    def note_kind(self, record: ExampleRecord) -> None:
+        """Keep ``record`` (a failing example) if it is the smallest of its kind so far."""
+        assert record.failure is not None
+        kind = record.failure.kind
+        known = self.by_kind.get(kind)
+        if known is None or record.size < known.size:
+            self.by_kind[kind] = record
+
     def finish_example(self, record: ExampleRecord, *, counted: bool = False) -> None:
         """Account for a finished example and tell the listeners (``counted``: its runs
         were counted already, with :meth:`count_run`)."""
@@ -183,17 +191,15 @@ class RunState:
             self.coverage.add_example(record, count_length=self.first_failure is None)
         self.last_example = record
         if record.failure is not None:
-            kind = record.failure.kind
-            known = self.by_kind.get(kind)
-            if known is None or record.size < known.size:
-                self.by_kind[kind] = record
+            new_kind = record.failure.kind not in self.by_kind
+            self.note_kind(record)
             first = self.first_failure is None
             if first:
                 self.first_failure = record
             if self.best_failure is None or record.size <= self.best_failure.size:
                 self.best_failure = record
             self.last_failure = record
-            self.emit(FailureFound(example=record, first=first, new_kind=known is None))
+            self.emit(FailureFound(example=record, first=first, new_kind=new_kind))
         self.emit(ExampleFinished(example=record))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -182,7 +183,8 @@ class TraceWriter:
                 path = folder / f"{self.model_name}-{self.seed}-{stamp}{kind_suffix}.json"
             else:
                 first = next(iter(self.paths.values()))
-                path = first.with_name(f"{first.stem}-{kind.replace('@', '-')}.json")
+                suffix = re.sub(r"[^\w.-]+", "_", kind.replace("@", "-"))[:80]
+                path = first.with_name(f"{first.stem}-{suffix}.json")
             self.paths[kind] = path
         return path
 
@@ -193,7 +195,10 @@ class TraceWriter:
         if result is None:
             status = "shrinking"
         elif example is not result.example:
-            status = "also-failed"  # another kind of failure than the run's
+            # Another kind of failure than the run's; flaky if shrinking ended on it and it
+            # did not fail again.
+            flaky = any(o.flaky for o in result.others if o.example is example)
+            status, reproduced = ("flaky", False) if flaky else ("also-failed", None)
         elif result.flaky:
             status, reproduced = "flaky", False
         elif result.stopped:
@@ -216,10 +221,10 @@ class TraceWriter:
             "status": status,
             "reproduced": reproduced,
             "reproduction_blob": result.blob
-            if result is not None and status != "also-failed"
+            if result is not None and example is result.example
             else None,
             "shrunk_from": result.first_example.size
-            if result is not None and result.first_example is not None and status != "also-failed"
+            if result is not None and result.first_example is not None and example is result.example
             else example.size,
             "tenant": example.tenant,
             "failure": jsonable(attrs.asdict(failure)) if failure else None,
