@@ -164,6 +164,12 @@ def write(
     if bugs and bugs[0][0].startswith("kinto="):
         options += " --kinto URL"
     ran = variants_in(rows)
+    kinto = bool(bugs) and bugs[0][0].startswith("kinto=")
+    what = (
+        "Kinto's batch race (a real Kinto server, `models/real/kinto.py`)"
+        if kinto
+        else "Every race bug of the samples"
+    )
     if len(ran) < len(VARIANTS):
         options += f" --variants {','.join(ran)}"
     lines = [
@@ -173,10 +179,11 @@ def write(
         f"Reproduce with `python bench/races.py --seeds {seeds} --jobs {jobs}{options}`. "
         f"Raw runs: [{name}.json]({name}.json).",
         "",
-        "Every race bug of the samples, `--concurrency 3` with default settings, seeds "
-        f"{first}..{last}, no failure database; four variants of the search (see the script): "
-        "`both` is what ships. Examples and runs are counted up to the first failure "
-        "(medians over the runs that found the bug); minimal: shrunk to the bug's known "
+        f"{what}, `--concurrency 3` with default settings, seeds "
+        f"{first}..{last}, no failure database; {len(ran)} of the four variants of the search "
+        "(see the script): `both` is what ships. Examples and runs are counted up to the "
+        "first failure (medians over the runs that found the bug); minimal: shrunk to the "
+        "bug's known "
         "shortest program.",
         "",
         "| variant | found | minimal | median examples to failure | median runs to failure | "

@@ -52,9 +52,9 @@ MAX_PER_CLIENT = 3
 FAULT_SLOTS = 2
 #: Chance that a client waits before an operation, and the longest wait (seconds): the
 #: schedule perturbation that moves clients' operations against each other. Measured
-#: (bench/results/races*.md): on the samples' races and Kinto's, waits never found a race
-#: sooner than clients released together, and longer, more frequent ones (30%, up to
-#: 30 ms) made Kinto's slower to find; so they are rare and short.
+#: (bench/results/races*.md), they show no consistent effect: Kinto's batch race was found
+#: sooner with them, the payments refund race later; longer, more frequent ones (30%, up
+#: to 30 ms) made Kinto's slower to find; so they are rare and short.
 PERTURB_RATE = 0.15
 PERTURB_MAX = 0.01
 #: Chance that a client's operations are those of an earlier client (mirroring).
