@@ -457,10 +457,9 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
         )
 
 
-def runs_needed(failed: int, runs: int, *, confidence: float, least: int, most: int) -> int:
-    """Runs of a program that see a failure it shows ``failed`` times in ``runs`` with
-    probability ``confidence``, between ``least`` and ``most``."""
-    rate = (failed + 0.5) / (runs + 1.0)
+def runs_needed(rate: float, *, confidence: float, least: int, most: int) -> int:
+    """Runs of a program that see a failure it shows at ``rate`` (a fraction of runs)
+    with probability ``confidence``, between ``least`` and ``most``."""
     if rate >= 1:
         return least
     needed = math.ceil(math.log(1 - confidence) / math.log(1 - rate))
