@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"_events", "_asgi", "_target"},
     {"_runtime"},
     {"_operations"},
+    {"_spec"},
     {"_model"},
     {"_loader", "_parallel"},
     {"_engine"},

@@ -31,6 +31,7 @@ from ._operations import UNKNOWN, operation
 from ._possible import Possible
 from ._replay import Replay
 from ._runtime import reachable, sometimes
+from ._spec import check, command, expect_status, from_state, observation, sampled_from_state
 from ._version import __version__
 
 __all__ = [  # noqa: RUF022 - plain sorted order (tests/test_exported_members.py)
@@ -48,15 +49,21 @@ __all__ = [  # noqa: RUF022 - plain sorted order (tests/test_exported_members.py
     "TargetUnreachable",
     "UNKNOWN",
     "__version__",
+    "check",
+    "command",
     "consumes",
+    "expect_status",
+    "from_state",
     "initialize",
     "invariant",
     "main",
     "multiple",
+    "observation",
     "operation",
     "precondition",
     "reachable",
     "rule",
+    "sampled_from_state",
     "sometimes",
 ]
 

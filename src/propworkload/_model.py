@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import secrets
@@ -17,17 +18,19 @@ from hypothesis import stateful
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
 from ._faults import Chooser, FaultTransport
 from ._operations import Operation, operations_of
-from ._possible import TooManyPossibilities
+from ._possible import Possible, TooManyPossibilities
 from ._record import (
     DEFAULT_REDACT_FIELDS,
     ExampleRecord,
     Failure,
     RecordingTransport,
+    Step,
     jsonable,
     redact_fields,
     redact_text,
 )
 from ._runtime import RunState, StopRun, abandon_example, current_run
+from ._spec import Command, Disabled, Observation, evaluate, failing, resolve
 from ._values import UnencodableValue, encode
 
 __all__ = ["Model", "kind_of", "model_error", "operation_markers"]
@@ -62,6 +65,11 @@ class _Namespace(dict[str, Any]):
         self.owner = owner
 
     def __setitem__(self, name: str, value: Any) -> None:
+        if isinstance(value, Command) and value.name != name:
+            raise InvalidModel(
+                f"{self.owner}.{name} is the command {value.name!r} under another name: "
+                f"name its model function after it (@{value.name}.model def {value.name})"
+            )
         old = self.get(name)
         if old is not None and old is not value:
             kinds = [kind_of(old), kind_of(value)]
@@ -166,10 +174,20 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
 
     tenant: str
     http: httpx.Client
+    #: Models made of commands: every state the reference model may be in (the engine
+    #: keeps it; read it in a plain ``@invariant`` if need be).
+    possible: Possible[Any]
+    #: In a command's real call: the model state its arguments were drawn in (the first
+    #: possible state), to look up what the model knows (an id).
+    state: Any
+    #: In a command's real call: a key unique to this command, the same on every retry
+    #: of it (an idempotency key for requests that have none of their own).
+    operation_key: str
     #: What the clients of one parallel program share (ids they learned, resources
     #: :meth:`setup` made); in a sequential example, a dict of the one instance.
     shared: dict[str, Any]
     _pw_markers: ClassVar[tuple[str, ...]] = ()
+    _pw_commands: ClassVar[dict[str, Command]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -184,6 +202,9 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         self._pw_finished = False
         self.tenant = f"{self.tenant_prefix}{secrets.token_hex(4)}"
         self.shared = {}
+        self.operation_key = ""
+        if self._pw_commands:
+            self.possible = Possible(self._initial_state())
         record.tenant = self.tenant
         inner = run.transport
         choose = run.fault_chooser()
@@ -227,6 +248,9 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         client._pw_finished = True
         client.tenant = tenant
         client.shared = shared
+        client.operation_key = ""
+        if cls._pw_commands:
+            client.possible = Possible(cls._initial_state())
         inner = run.transport
         if faults is not None:
             inner = FaultTransport(inner, _rules_only(record, faults))
@@ -251,6 +275,21 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
             trust_env=False,
             headers={"user-agent": "propworkload"},
         )
+
+    @classmethod
+    def _initial_state(cls) -> Any:
+        if cls.model_state is None:
+            raise InvalidModel(
+                f"{cls.__name__} has commands but no model_state: set it to the reference "
+                "model's initial state (a class attribute, e.g. model_state = Ledger)"
+            )
+        return cls.model_state()
+
+    @property
+    def ids(self) -> dict[Any, Any]:
+        """What the clients learned (ids the service gave, by the model's own names for
+        them): shared by the clients of a parallel program."""
+        return self.shared.setdefault("ids", {})
 
     @classmethod
     def model_name(cls) -> str:
@@ -341,6 +380,76 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         self._pw_finished = True
         self.http.close()
         self._pw_run.finish_example(self._pw_example)
+
+    # -- commands -------------------------------------------------------------------
+
+    def _pw_call(self, command: Command, arguments: dict[str, Any]) -> Any:
+        """Make the command's real call; an idempotent one again (after a wait) while
+        its requests go unanswered. Raises ``httpx.TransportError`` when no attempt was
+        answered: the outcome is unknown."""
+        self.operation_key = f"{self.tenant}-{command.name}-{secrets.token_hex(4)}"
+        attempts = self.retry_attempts if command.idempotent else 1
+        wait = self.retry_backoff
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(wait, 1.0))
+                wait *= 2
+            try:
+                return command.call(self, **arguments)
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pw_arguments(self, command: Command, drawn: dict[str, Any]) -> dict[str, Any] | None:
+        """The command's arguments in declaration order, what depends on the state
+        resolved (against the first possible state); None when the command cannot run
+        now (nothing to draw, or its precondition fails in some possible state)."""
+        order = {name: i for i, name in enumerate(command.arguments)}
+        drawn = {k: drawn[k] for k in sorted(drawn, key=lambda k: order.get(k, len(order)))}
+        states = self.possible.states
+        try:
+            arguments = resolve(drawn, states[0])
+        except Disabled:
+            return None
+        if not all(command.allows(state, arguments) for state in states):
+            return None
+        self.state = states[0]
+        return arguments
+
+    def _pw_advance(
+        self, command: Command, arguments: dict[str, Any], step: Step, *, strict: bool = True
+    ) -> None:
+        """Move the possible states on by what ``step`` observed (``step.output``, or an
+        unknown outcome), allowing for deliveries the client did not see; raise
+        :class:`InvariantFailure` when no possible state explains the observation.
+
+        Not ``strict`` (a client's view of the state in a parallel program, where other
+        clients' operations land unseen): the view moves on where it can and stays as it
+        is where it cannot; the linearizability check is what judges."""
+        if not strict:
+            with contextlib.suppress(Exception):
+                self._pw_advance(command, arguments, step)
+            return
+        possible = self.possible
+        landed = command.landed(arguments)
+        # A service applies an idempotent request once, however often it arrives, and
+        # its answer (to a retry too) tells of that once; any other request the client
+        # got no answer to, or that arrived twice, may have taken effect unseen.
+        for _ in range(0 if command.idempotent else step.hidden_deliveries()):
+            possible = possible.maybe(landed)
+        if step.outcome_unknown:
+            self.possible = possible.maybe(landed)
+            return
+        known = self._pw_run.known_failures
+        after, failed, names = evaluate(possible, command, step.output, arguments, ignore=known)
+        record = self._pw_example
+        for name in names:
+            record.checks[name] += 1
+        if after is None:
+            bad = failing(failed)
+            raise InvariantFailure(bad.name, expected=bad.expected, actual=bad.actual, ids=bad.ids)
+        self.possible = after
 
     # -- recording ------------------------------------------------------------------
 
@@ -438,6 +547,85 @@ def _wrap_rule(
     return recorded_rule
 
 
+def _command_rule(command: Command) -> Callable[..., Any]:
+    """The Hypothesis rule that runs ``command``: it resolves what was drawn, makes the
+    call (retried if idempotent), records the step and moves the possible states on.
+    Replay calls it with the recorded arguments."""
+
+    def command_rule(self: Model, **drawn: Any) -> None:
+        self._pw_run.before_step()
+        record = self._pw_example
+        arguments = self._pw_arguments(command, drawn)
+        if arguments is None:
+            record.rejected[command.name] += 1
+            return
+        _recorded(arguments, f"the arguments of command {command.name}")
+        step = record.begin_step(command.name, arguments)
+        started = time.perf_counter()
+        try:
+            try:
+                output = self._pw_call(command, arguments)
+            except httpx.TransportError as exc:
+                tries = self.retry_attempts if command.idempotent else 1
+                step.unknown = f"{tries} attempt{'s' * (tries > 1)} failed: {_describe(exc)}"
+            else:
+                step.output = _recorded(output, f"the output of command {command.name}")
+            finally:
+                step.duration_ms = (time.perf_counter() - started) * 1000
+                record.phase = "after"
+            self._pw_advance(command, arguments, step)
+        except TooManyPossibilities as exc:
+            self._pw_run.abandoned += 1
+            abandon_example(f"{command.name}: {exc}")
+        except Exception as exc:
+            step.error = _describe(exc)
+            if isinstance(exc, InvariantFailure):
+                step.failed_check = exc.name
+            self._pw_note_failure(exc, rule=command.name, invariant=None)
+            raise
+
+    command_rule.__name__ = command_rule.__qualname__ = command.name
+    command_rule._pw_recorded = True  # type: ignore[attr-defined]
+    return command_rule
+
+
+def _observation_invariant(observation: Observation) -> Callable[..., Any]:
+    """The invariant that makes ``observation`` and checks what it saw against every
+    possible state (keeping those that agree)."""
+
+    def observation_invariant(self: Model) -> None:
+        self.state = self.possible.states[0]
+        output = self._pw_call(observation, {})
+        _recorded(output, f"the output of observation {observation.name}")
+        probe = Step(index=0, rule=observation.name, arguments={}, output=output)
+        self._pw_advance(observation, {}, probe)
+
+    observation_invariant.__name__ = observation_invariant.__qualname__ = observation.name
+    return observation_invariant
+
+
+def _declare(cls: type[Model]) -> None:
+    """Make the commands and observations ``cls`` declares rules and invariants of
+    Hypothesis's (the marker on the command itself, so that the command keeps its name
+    as an operation of parallel programs)."""
+    commands = dict(getattr(cls, "_pw_commands", {}))
+    for name, member in vars(cls).items():
+        if not isinstance(member, Command):
+            continue
+        member.check_complete(cls)
+        commands[name] = member
+        if hasattr(member, _INVARIANT_MARKER) or hasattr(member, stateful.RULE_MARKER):
+            continue
+        if isinstance(member, Observation):
+            made = stateful.invariant()(_observation_invariant(member))
+            setattr(member, _INVARIANT_MARKER, getattr(made, _INVARIANT_MARKER))
+            continue
+        function = _command_rule(member)
+        made = stateful.rule(**member.arguments)(function)
+        setattr(member, stateful.RULE_MARKER, getattr(made, stateful.RULE_MARKER))
+    cls._pw_commands = commands
+
+
 def _count_rejections(predicate: Callable[..., Any], rule: str) -> Callable[..., Any]:
     @functools.wraps(predicate)
     def counted_precondition(self: Model) -> Any:
@@ -509,6 +697,7 @@ def _instrument(cls: type[Model]) -> None:
                     f"{cls.__name__}.{name} is {_a(kind)}, but {base.__name__}.{name} is "
                     f"{_a(inherited)}: the {inherited} would be lost; give each its own name"
                 )
+    _declare(cls)
     for name, raw in list(vars(cls).items()):
         fn = raw.__func__ if isinstance(raw, staticmethod | classmethod) else raw
         markers = [m for m in (*_RULE_MARKERS, _INVARIANT_MARKER) if hasattr(fn, m)]

@@ -39,8 +39,9 @@ from ._linearizability import check_operations
 from ._model import Model, model_error
 from ._operations import UNKNOWN, Operation, operations_of
 from ._program import Invocation, Program
-from ._record import ExampleRecord, Failure, HistoryCheck, Step, redact_text
+from ._record import ExampleRecord, Failure, HistoryCheck, redact_text
 from ._runtime import RunState, StopRun, counting_into
+from ._spec import Command, Observation
 from ._text import short
 from ._values import UnencodableValue, encode
 
@@ -59,10 +60,6 @@ PERTURB_RATE = 0.15
 PERTURB_MAX = 0.01
 #: Chance that a client's operations are those of an earlier client (mirroring).
 MIRROR_RATE = 0.25
-#: Methods whose requests change nothing: a lost answer to one needs no extra operation.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Faults after which the service may have applied a request the client got no answer to.
-_HIDDEN_DELIVERY = frozenset({"lost-response", "reset", "duplicate"})
 
 
 class ProgramShape:
@@ -93,8 +90,15 @@ class ProgramShape:
                 f"{model_cls.__name__}.final_operations names {missing[0]!r}, which is not "
                 "an @operation of the model"
             )
-        finals = set(model_cls.final_operations)
-        self.drawable = [op for name, op in operations.items() if name not in finals]
+        final_names = model_cls.final_operations or tuple(
+            name for name, op in operations.items() if isinstance(op, Observation)
+        )
+        finals = set(final_names)
+        self.drawable = [
+            op
+            for name, op in operations.items()
+            if name not in finals and not isinstance(op, Observation)
+        ]
         if not self.drawable:
             raise InvalidModel(
                 f"{model_cls.__name__} declares no @operation: --concurrency needs the "
@@ -102,7 +106,7 @@ class ProgramShape:
             )
         if steps < 2:
             raise InvalidOption("--steps must be at least 2 with --concurrency: two clients")
-        self.final = tuple(Invocation(name) for name in model_cls.final_operations)
+        self.final = tuple(Invocation(name) for name in final_names)
         self.concurrency = concurrency
         self.steps = steps
         self.faults = DrawnFaults(faults) if faults is not None else None
@@ -229,32 +233,49 @@ class _Client:
         )
         self.operations = operations_of(model_cls)
 
-    def perform(self, client: int, invocation: Invocation, started: float) -> None:
+    def perform(self, client: int, invocation: Invocation, started: float) -> Invocation | None:
+        """Run one operation of the program; return it as it ran (arguments that depend on
+        the model state resolved), or None when a command could not run (its precondition
+        failed in this client's view of the state)."""
         operation: Operation = self.operations[invocation.name]
+        record = self.record
+        model = self.model
+        command = operation if isinstance(operation, Command) else None
+        arguments = invocation.arguments
+        if command is not None:
+            # The client's view: the state after the prefix and its own operations.
+            resolved = model._pw_arguments(command, arguments)
+            if resolved is None:
+                record.rejected[invocation.name] += 1
+                return None
+            arguments = resolved
+            invocation = attrs.evolve(invocation, arguments=arguments)
         if invocation.delay:
             time.sleep(invocation.delay)
-        record = self.record
         self.faults.load(list(invocation.faults))
         try:
-            encode(invocation.arguments)
+            encode(arguments)
         except UnencodableValue as exc:
             raise model_error(f"the arguments of operation {invocation.name}: {exc}") from None
-        step = record.begin_step(invocation.name, invocation.arguments)
+        step = record.begin_step(invocation.name, arguments)
         step.client, step.delay = client, invocation.delay
         step.call = time.perf_counter() - started
         try:
-            output = operation.call(self.model, **invocation.arguments)
+            if command is not None:
+                output = model._pw_call(command, arguments)
+            else:
+                output = operation.call(model, **arguments)
         except httpx.TransportError as exc:
             # Unanswered (a fault, a timeout): the outcome is unknown.
             step.unknown = _describe_error(exc)
         except InvariantFailure as exc:
             step.ret = time.perf_counter() - started
             step.error, step.failed_check = _describe_error(exc), exc.name
-            self.model._pw_note_failure(exc, rule=invocation.name, invariant=None)
+            model._pw_note_failure(exc, rule=invocation.name, invariant=None)
         except Exception as exc:
             step.ret = time.perf_counter() - started
             step.error = _describe_error(exc)
-            self.model._pw_note_failure(exc, rule=invocation.name, invariant=None)
+            model._pw_note_failure(exc, rule=invocation.name, invariant=None)
         else:
             step.ret = time.perf_counter() - started
             step.output = output
@@ -267,6 +288,9 @@ class _Client:
                 encode(output)
             except UnencodableValue as exc:
                 raise model_error(f"the output of operation {invocation.name}: {exc}") from None
+        if command is not None:
+            model._pw_advance(command, arguments, step, strict=False)
+        return invocation
 
 
 def execute_program(
@@ -290,23 +314,29 @@ def execute_program(
     first = _Client(model_cls, run, record, tenant, shared)
     clients = [first]
     started = time.perf_counter()
+    # The program as it ran: what depends on the model state resolved, what could not
+    # run left out (what a trace records and a replay runs).
+    ran: list[list[Invocation]] = [[] for _ in range(len(program.branches) + 2)]
     try:
         first.model._pw_prepare()
         for invocation in program.prefix:
-            first.perform(0, invocation, started)
+            _keep(ran[0], first.perform(0, invocation, started))
         branch_records = [ExampleRecord(number=number, tenant=tenant) for _ in program.branches]
         branch_clients = {
             i: _Client(model_cls, run, branch_records[i], tenant, shared)
             for i, branch in enumerate(program.branches)
             if branch
         }
+        for client in branch_clients.values():
+            client.model.possible = getattr(first.model, "possible", None)
         clients += list(branch_clients.values())
-        _run_branches(program, branch_clients, run, started)
+        _run_branches(program, branch_clients, run, started, ran[1:-1])
         for branch_record in branch_records:
             _merge(record, branch_record)
         for invocation in program.final:
-            first.perform(0, invocation, started)
+            _keep(ran[-1], first.perform(0, invocation, started))
     finally:
+        record.program = Program(tuple(ran[0]), tuple(map(tuple, ran[1:-1])), tuple(ran[-1]))
         with record.in_phase("after"):
             try:
                 first.model.teardown()
@@ -331,6 +361,11 @@ def execute_program(
     return record
 
 
+def _keep(ran: list[Invocation], invocation: Invocation | None) -> None:
+    if invocation is not None:
+        ran.append(invocation)
+
+
 def _merge(record: ExampleRecord, branch: ExampleRecord) -> None:
     """Append a client's steps, counts and failure to the program's record (a failure's
     step becomes its place in the program)."""
@@ -343,7 +378,11 @@ def _merge(record: ExampleRecord, branch: ExampleRecord) -> None:
 
 
 def _run_branches(
-    program: Program, clients: dict[int, _Client], run: RunState, started: float
+    program: Program,
+    clients: dict[int, _Client],
+    run: RunState,
+    started: float,
+    ran: list[list[Invocation]],
 ) -> None:
     """Run every client's branch in a thread of its own, released together."""
     if not clients:
@@ -357,7 +396,7 @@ def _run_branches(
         try:
             with counting_into(clients[i].record):
                 for invocation in program.branches[i]:
-                    clients[i].perform(i + 1, invocation, started)
+                    _keep(ran[i], clients[i].perform(i + 1, invocation, started))
         except BaseException as exc:  # a stop (target gone, model error) or a bug: the
             raised.append(exc)  # main thread raises it after the join
 
@@ -383,35 +422,13 @@ def _run_branches(
         raise raised[0]
 
 
-def _hidden_deliveries(step: Step) -> int:
-    """Deliveries of the step's requests whose effect the client did not see, each of
-    which may have taken effect on its own; when the step's own outcome is unknown
-    because its last request was such a delivery, that one is the step itself."""
-    hidden = [
-        exchange
-        for exchange in step.own_exchanges()
-        if exchange.fault is not None
-        and exchange.fault.get("kind") in _HIDDEN_DELIVERY
-        and exchange.method.upper() not in _SAFE_METHODS
-    ]
-    exchanges = step.own_exchanges()
-    itself = _unknown(step) and bool(hidden) and exchanges[-1] is hidden[-1]
-    return len(hidden) - itself
-
-
-def _unknown(step: Step) -> bool:
-    """Whether the step's outcome is unknown: unanswered, raised, or every attempt of
-    ``Model.retry`` failed."""
-    return step.ret is None or step.error is not None or step.unknown is not None
-
-
 def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> None:
     """Check the record's history; set its check, counts and failure."""
     operations: list[HistoryOp] = []
     steps: list[int] = []
     for step in record.steps:
         assert step.client is not None and step.call is not None
-        unknown = _unknown(step)
+        unknown = step.outcome_unknown
         operations.append(
             HistoryOp(
                 client=step.client,
@@ -422,7 +439,7 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
             )
         )
         steps.append(step.index)
-        for _ in range(_hidden_deliveries(step)):
+        for _ in range(step.hidden_deliveries()):
             operations.append(
                 HistoryOp(
                     client=step.client, input=(step.rule, step.arguments), call=step.call, ret=None

@@ -178,6 +178,20 @@ class Possible(Generic[S]):
         kept = [(u, p) for u, p in ((update(s), p) for s, p in self._expanded()) if u is not None]
         return Possible._from(kept) if kept else self
 
+    def advance(
+        self, update: Callable[[S], S | None], *, key: Hashable = None
+    ) -> Possible[S] | None:
+        """Every state after an operation whose outcome is known, where ``update``
+        returns the state after it, or None for a state the outcome rules out (pending
+        operations may have landed before it; with ``key``, a pending operation of that
+        key is settled: it is this one). None when every state is ruled out."""
+        kept = [
+            (after, tuple(op for op in p if key is None or op.key != key))
+            for after, p in ((update(s), p) for s, p in self._expanded())
+            if after is not None
+        ]
+        return Possible._from(kept) if kept else None
+
     def values(self, of: Callable[[S], Any]) -> list[Any]:
         """The distinct values of ``of(state)`` over the possible states."""
         states = self.states

@@ -216,6 +216,36 @@ class Step:
         """Exchanges made by the rule itself (not by the invariants checked after it)."""
         return [e for e in self.exchanges if e.phase == "rule"]
 
+    @property
+    def outcome_unknown(self) -> bool:
+        """Whether the step's outcome is unknown: unanswered, raised, or every attempt
+        failed."""
+        if self.client is not None:  # an operation of a parallel program
+            return self.ret is None or self.error is not None or self.unknown is not None
+        return self.unknown is not None
+
+    def hidden_deliveries(self) -> int:
+        """Deliveries of the step's writes whose effect the client did not see (a lost
+        answer, a reset, the copy of a duplicate), each of which may have taken effect on
+        its own; when the step's own outcome is unknown because its last request was such
+        a delivery, that one is the step itself."""
+        exchanges = self.own_exchanges()
+        hidden = [
+            exchange
+            for exchange in exchanges
+            if exchange.fault is not None
+            and exchange.fault.get("kind") in HIDDEN_DELIVERY
+            and exchange.method.upper() not in SAFE_METHODS
+        ]
+        itself = self.outcome_unknown and bool(hidden) and exchanges[-1] is hidden[-1]
+        return len(hidden) - itself
+
+
+#: Methods whose requests change nothing: a lost answer to one needs no extra operation.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Faults after which the service may have applied a request the client got no answer to.
+HIDDEN_DELIVERY = frozenset({"lost-response", "reset", "duplicate"})
+
 
 @attrs.define
 class Failure:

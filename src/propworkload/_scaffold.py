@@ -11,20 +11,29 @@ __all__ = ["scaffold"]
 
 _MODEL = '''"""{name}: a propworkload model. Edit it to describe your service.
 
-A model is a Hypothesis state machine: each @rule() is an operation a client can do, the
-attributes set in __init__ are the reference model (what the service should hold), and
-each @invariant() compares the service with it after every step. See the README of
-propworkload, "Writing a model", and models/payments.py in its repository for a full one.
+Each behaviour of the service is described once, as a command: the strategies of its
+arguments, the real call (returns what it observed) and a model function that checks what
+was observed against the reference state and returns the next state. Observations read
+the whole state. Plain runs, --faults and --concurrency all derive from that. See the
+README of propworkload, "Writing a model".
 
 Run it against your service:
 
     APP_URL=http://127.0.0.1:8000 python3 models/{name}.py
-    propworkload run models/{name}.py --url http://127.0.0.1:8000
+    propworkload run models/{name}.py --url http://127.0.0.1:8000 [--faults all] [--concurrency 3]
 """
 
+import attrs
 from hypothesis import strategies as st
 
-from propworkload import Model, invariant, main, rule
+from propworkload import UNKNOWN, Model, check, command, main, observation
+
+
+@attrs.frozen
+class State:
+    """The reference model: what the service should hold. Replace with yours."""
+
+    requests: int = 0
 
 
 class {cls}(Model):
@@ -33,29 +42,29 @@ class {cls}(Model):
     # Each example gets a fresh self.tenant starting with this: use it in paths or bodies
     # so that examples never see each other's data.
     tenant_prefix = "{name}_"
+    model_state = State
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests = 0  # the reference model; replace with what your service holds
-        self.last_status = 200
+    @command(path=st.sampled_from(["/"]), idempotent=True)
+    def read(self, path: str) -> int:
+        """A command: one request. Add one per operation your users depend on."""
+        return self.http.get(path).status_code
 
-    @rule(path=st.sampled_from(["/"]))
-    def read(self, path: str) -> None:
-        """An operation: one request. Add one rule per operation your users depend on."""
-        response = self.http.get(path)
-        self.requests += 1
-        self.last_status = response.status_code
+    @read.model
+    def read(state: State, status: int, path: str) -> State:
+        """What the service should have answered, and the state after the command
+        (status is UNKNOWN when no answer came)."""
+        if status is not UNKNOWN:
+            check("no_server_errors", holds=status < 500, expected="<500", actual=status)
+        return attrs.evolve(state, requests=state.requests + 1)
 
-    @invariant()
-    def no_server_errors(self) -> None:
-        """A rule that must always hold; checked after every step."""
-        self.check(
-            "no_server_errors",
-            holds=self.last_status < 500,
-            expected="<500",
-            actual=self.last_status,
-            tenant=self.tenant,
-        )
+    @observation
+    def home(self) -> int:
+        """An observation: read the service's state; checked after every step."""
+        return self.http.get("/").status_code
+
+    @home.model
+    def home(state: State, status: int) -> None:
+        check("no_server_errors", holds=status < 500, expected="<500", actual=status)
 
 
 if __name__ == "__main__":

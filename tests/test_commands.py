@@ -1,0 +1,246 @@
+"""Models made of commands and observations: one description per behaviour, from which
+plain runs, runs with faults and parallel programs all derive.
+
+``tests/models/payments_commands.py`` is the payments model written that way; the sample
+service's seeded bugs show that each mode checks what it should from the one description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import in_process
+from propworkload import (
+    UNKNOWN,
+    InvalidModel,
+    InvariantFailure,
+    Model,
+    Possible,
+    Replay,
+    check,
+    command,
+    expect_status,
+    from_state,
+    observation,
+    sampled_from_state,
+)
+from propworkload._loader import load_model
+from propworkload._spec import Command, Disabled, evaluate, failing, resolve
+
+MODEL = Path(__file__).parent / "models" / "payments_commands.py"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"faults": "all"}, {"concurrency": 3}, {"faults": "all", "concurrency": 3}],
+    ids=["plain", "faults", "concurrency", "both"],
+)
+def test_a_correct_service_passes_in_every_mode(options: dict[str, object]) -> None:
+    with in_process("payments") as service:
+        result = service.run(MODEL, seed=3, examples=30, **options)
+    assert result.code == 0, result.out + result.err
+    assert "INVARIANT PASS charged_once" in result.out
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_boundary_comes_up_without_a_rule_for_it(seed: int) -> None:
+    """A refund of exactly what remains is drawn by ``from_state``, mixed with plain
+    amounts: no rule was written for the boundary, and the bug that rejects it is found
+    (with seeds no one tuned for)."""
+    with in_process("payments", "refund-rejects-exact-remaining") as service:
+        result = service.run(MODEL, seed=seed)
+    assert result.code == 1, result.out + result.err
+    assert "INVARIANT FAIL refund_accepted expected=True actual=False" in result.out
+
+
+def test_a_lost_answer_is_retried_and_the_retry_checked() -> None:
+    """An idempotent command is made again when its answer is lost; the retry's answer is
+    checked against the model (a service that rejects the retry of a refund it made)."""
+    with in_process("payments", "lost-refund-retry-rejected") as service:
+        result = service.run_args(MODEL, "--seed", "1", "--faults", "lost-response")
+        plain = service.run_args(MODEL, "--seed", "1")
+    assert result.code == 1, result.out + result.err
+    assert "INVARIANT FAIL refund_accepted" in result.out
+    assert "lost-response, then 409" in result.out
+    assert plain.code == 0, plain.out  # the bug needs the fault
+
+
+def test_a_race_is_found_from_the_same_description() -> None:
+    """No operation was written for concurrent mode: the commands are the operations, the
+    observations end each program, the model functions are the checker's transitions."""
+    with in_process("payments", "race-same-key-double-charge") as service:
+        result = service.run_args(MODEL, "--seed", "1", "--concurrency", "3")
+    assert result.code == 1, result.out + result.err
+    assert "INVARIANT FAIL linearizable" in result.out
+    assert "charge(key=" in result.out
+
+
+def _ledger_model() -> type[Model]:
+    """A refund sent without an idempotency key (not idempotent): a copy the network
+    delivers twice is applied twice by a correct service."""
+    payments, _ = load_model(str(MODEL))
+
+    class Keyless(payments):  # type: ignore[misc, valid-type]
+        @command(key=st.just("k0"), amount=st.integers(1, 5), requires=lambda ledger, key: True)
+        def refund(self, key: str, amount: int) -> bool:
+            charge_id = self.state.charges[key].id
+            response = self.http.post(f"/charges/{charge_id}/refunds", json={"amount": amount})
+            return expect_status(response, 201, 409).status_code == 201
+
+        @refund.model
+        def refund(ledger, accepted, key, amount):  # type: ignore[no-untyped-def]
+            fits = ledger.accepts(key, amount)
+            if accepted is not UNKNOWN:
+                check("refund_accepted", expected=fits, actual=accepted)
+            return ledger.refund(key, amount) if fits and accepted is not False else ledger
+
+    return Keyless
+
+
+def test_a_duplicated_write_may_have_landed_twice() -> None:
+    """A non-idempotent command whose request arrived twice: the model keeps both
+    possibilities (once, twice) until the listing tells which."""
+    model = _ledger_model()
+    with (
+        in_process("payments") as service,
+        Replay(model, url=service.url, transport=service.transport) as run,
+    ):
+        run.charge(key="k0", amount=10)
+        with run.faults("duplicate"):
+            run.refund(key="k0", amount=3)
+        # The customer observation ran after the step and saw the refund twice.
+        ledger = run.machine.possible.only()
+        assert ledger.charges["k0"].refunded == 6
+        assert run.record.steps[1].hidden_deliveries() == 1
+
+
+def test_an_unanswered_command_is_pending_until_observed() -> None:
+    """Every attempt of a command lost its answer: its outcome is unknown, kept pending in
+    the possible states, and the next observation settles it."""
+    model, _ = load_model(str(MODEL))
+    with (
+        in_process("payments") as service,
+        Replay(model, url=service.url, transport=service.transport) as run,
+    ):
+        with run.faults("lost-response", "lost-response", "lost-response"):
+            run.charge(key="k0", amount=7)
+        step = run.record.steps[0]
+        assert step.unknown is not None and "3 attempts failed" in step.unknown
+        # The service made the charge; the listing showed it and taught its id.
+        ledger = run.machine.possible.only()
+        assert ledger.charges["k0"].amount == 7 and ledger.charges["k0"].id is not None
+
+
+def test_a_check_that_fails_in_every_possible_state_fails_the_step() -> None:
+    possible = Possible(1, 2)
+
+    probe = Command(lambda self: None, {}, idempotent=False, requires=None)
+    probe.model(lambda n, out: check("even", holds=n % 2 == 0, expected="even", actual=n) and n)
+    after, failed, names = evaluate(possible, probe, 0, {})
+    assert after is not None and after.states == (2,) and names == {"even"}
+    odd = Command(lambda self: None, {}, idempotent=False, requires=None)
+    odd.model(lambda n, out: check("big", expected={"one of": "n>5"}, actual=n, holds=n > 5))
+    after, failed, _ = evaluate(possible, odd, 0, {})
+    assert after is None and failing(failed).name == "big" and len(failed) == 2
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_state_dependent_arguments_resolve_in_declaration_order(data: st.DataObject) -> None:
+    rest = data.draw(from_state(lambda ledger, key: ledger[key]))
+    pick = data.draw(sampled_from_state(lambda ledger: ledger))
+    state = {"a": 3, "b": 5}
+    resolved = resolve({"key": pick, "amount": rest}, state)
+    assert resolved["key"] in state and resolved["amount"] == state[resolved["key"]]
+    with pytest.raises(Disabled):
+        resolve({"key": pick}, {})  # nothing to choose from: the command waits
+    with pytest.raises(Disabled):
+        resolve({"key": "c", "amount": rest}, state)  # no such key yet
+
+
+def test_check_outside_a_model_function_raises_at_once() -> None:
+    assert check("same", expected=1, actual=1) is True
+    with pytest.raises(InvariantFailure, match="same expected=1 actual=2 key=k0"):
+        check("same", expected=1, actual=2, key="k0")
+
+
+def test_expect_status_names_the_request_and_what_came() -> None:
+    request = httpx.Request("POST", "http://svc.test/charges")
+    response = httpx.Response(500, text="boom", request=request)
+    with pytest.raises(
+        AssertionError, match=r"POST /charges returned 500, expected 200 or 201: boom"
+    ):
+        expect_status(response, 200, 201)
+    ok = httpx.Response(201, request=request)
+    assert expect_status(ok, 200, 201) is ok
+
+
+def test_mistakes_in_a_description_are_model_errors() -> None:
+    with pytest.raises(InvalidModel, match=r"without a model function: add one with @pay\.model"):
+
+        class NoModel(Model):
+            model_state = dict
+
+            @command()
+            def pay(self) -> None: ...
+
+    with pytest.raises(InvalidModel, match="is the command 'pay' under another name"):
+
+        class Renamed(Model):
+            model_state = dict
+
+            @command()
+            def pay(self) -> None: ...
+
+            @pay.model
+            def other(state, out):  # type: ignore[no-untyped-def]
+                return state
+
+    with pytest.raises(InvalidModel, match="amount=5 is not a strategy"):
+        command(amount=5)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidModel, match="must take the model state"):
+        from_state(lambda: 1)
+
+
+def test_observations_are_the_invariants_and_the_final_operations() -> None:
+    model, _ = load_model(str(MODEL))
+    from propworkload._model import invariants_of, rules_of
+    from propworkload._parallel import ProgramShape
+
+    assert set(invariants_of(model)) == {"reads", "customer"}
+    assert set(rules_of(model)) == {"charge", "refund"}
+    shape = ProgramShape(model, concurrency=2, steps=4)
+    assert [op.name for op in shape.drawable] == ["charge", "refund"]
+    assert [i.name for i in shape.final] == ["reads", "customer"]
+
+
+def test_observation_declared_without_model_function_is_an_error() -> None:
+    with pytest.raises(InvalidModel, match="an @observation without a model function"):
+
+        class Blind(Model):
+            model_state = dict
+
+            @observation
+            def look(self) -> None: ...
+
+
+def test_readme_command_model_loads_as_written(tmp_path: Path) -> None:
+    """The command model the README shows is a valid model: its commands become rules,
+    its observation an invariant."""
+    from propworkload._model import invariants_of, rules_of
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("reference state is an immutable value", 1)[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "bank.py"
+    path.write_text(code)
+    cls, _ = load_model(str(path))
+    assert cls.__name__ == "Bank"
+    assert set(rules_of(cls)) == {"deposit", "withdraw"}
+    assert invariants_of(cls) == ["balance"]
