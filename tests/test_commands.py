@@ -244,3 +244,15 @@ def test_readme_command_model_loads_as_written(tmp_path: Path) -> None:
     assert cls.__name__ == "Bank"
     assert set(rules_of(cls)) == {"deposit", "withdraw"}
     assert invariants_of(cls) == ["balance"]
+
+
+def test_an_idempotent_command_delivered_twice_counts_once_in_a_program_too() -> None:
+    """A keyed refund that arrives twice must be applied once, by clients at once as well:
+    its hidden copy is no extra operation of the history, so a service that applies both
+    is not linearizable (and the correct one is, as the every-mode test shows)."""
+    with in_process("payments", "duplicate-delivery-refunds-twice") as service:
+        result = service.run_args(
+            MODEL, "--seed", "1", "--concurrency", "3", "--faults", "duplicate"
+        )
+    assert result.code == 1, result.out + result.err
+    assert "INVARIANT FAIL linearizable" in result.out

@@ -285,12 +285,6 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
             )
         return cls.model_state()
 
-    @property
-    def ids(self) -> dict[Any, Any]:
-        """What the clients learned (ids the service gave, by the model's own names for
-        them): shared by the clients of a parallel program."""
-        return self.shared.setdefault("ids", {})
-
     @classmethod
     def model_name(cls) -> str:
         """The name printed on the SEED line."""
@@ -621,7 +615,8 @@ def _declare(cls: type[Model]) -> None:
             setattr(member, _INVARIANT_MARKER, getattr(made, _INVARIANT_MARKER))
             continue
         function = _command_rule(member)
-        made = stateful.rule(**member.arguments)(function)
+        declare: Any = stateful.rule  # (its overloads do not take a dict of strategies)
+        made = declare(**member.arguments)(function)
         setattr(member, stateful.RULE_MARKER, getattr(made, stateful.RULE_MARKER))
     cls._pw_commands = commands
 

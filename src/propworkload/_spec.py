@@ -225,7 +225,7 @@ class Command(Operation):
         #: are drawn, as a Hypothesis precondition).
         self.requires_arguments = bool(self._requires_names)
 
-    def model(self, function: Callable[..., Any]) -> Command:  # type: ignore[override]
+    def model(self, function: Callable[..., Any]) -> Command:
         """Decorate the model function: ``function(state, out, **arguments)`` states the
         postconditions with :func:`check` and returns the state after the command (None:
         unchanged). ``out`` is what the real call returned, or ``UNKNOWN`` when no answer
