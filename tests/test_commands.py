@@ -256,3 +256,142 @@ def test_an_idempotent_command_delivered_twice_counts_once_in_a_program_too() ->
         )
     assert result.code == 1, result.out + result.err
     assert "INVARIANT FAIL linearizable" in result.out
+
+
+class Account(Model):
+    """Deposits and withdrawals whose precondition another client can make false."""
+
+    model_state = int
+
+    @command(amount=st.integers(1, 100))
+    def deposit(self, amount: int) -> None: ...
+
+    @deposit.model
+    def deposit(balance, out, amount):  # type: ignore[no-untyped-def]
+        return balance + amount
+
+    @command(amount=st.integers(1, 100), requires=lambda balance: balance > 0)
+    def withdraw(self, amount: int) -> bool: ...
+
+    @withdraw.model
+    def withdraw(balance, accepted, amount):  # type: ignore[no-untyped-def]
+        fits = amount <= balance
+        if accepted is not UNKNOWN:
+            check("withdrawal_accepted", expected=fits, actual=accepted)
+        return balance - amount if fits and accepted is not False else balance
+
+    @observation
+    def balance(self) -> int: ...
+
+    @balance.model
+    def balance(balance, seen):  # type: ignore[no-untyped-def]
+        check("balance_matches", expected=balance, actual=seen)
+
+
+def _history(*ops: tuple[int, str, dict[str, object], float, float | None, object]) -> list:  # type: ignore[type-arg]
+    from propworkload._linearizability import Operation as HistoryOp
+
+    return [
+        HistoryOp(client=c, input=(name, args), call=call, ret=ret, output=out)
+        for c, name, args, call, ret, out in ops
+    ]
+
+
+def test_a_precondition_another_client_made_false_is_no_false_alarm() -> None:
+    """Two clients withdraw the whole balance at once: one is taken, the other turned
+    away. Whichever went first, the other's precondition no longer holds; the model
+    function still says what the service should answer, so the history is linearizable,
+    and a service that takes both is not."""
+    from propworkload._linearizability import check_operations
+    from propworkload._parallel import _Spec
+
+    def verdict(second: bool, balance: int) -> str:
+        ops = _history(
+            (0, "deposit", {"amount": 50}, 0.0, 1.0, None),
+            (1, "withdraw", {"amount": 50}, 2.0, 4.0, True),
+            (2, "withdraw", {"amount": 50}, 2.5, 4.5, second),
+            (0, "balance", {}, 5.0, 6.0, balance),
+        )
+        return check_operations(_Spec(Account), ops).verdict
+
+    assert verdict(False, 0) == "ok"
+    assert verdict(True, -50) == "illegal"
+
+
+def test_an_unanswered_observation_checks_nothing() -> None:
+    from propworkload._linearizability import check_operations
+    from propworkload._parallel import _Spec
+
+    ops = _history(
+        (0, "deposit", {"amount": 5}, 0.0, 1.0, None),
+        (0, "balance", {}, 2.0, None, None),  # no answer: an unknown outcome
+    )
+    assert check_operations(_Spec(Account), ops).verdict == "ok"
+
+
+def test_a_model_function_that_raises_is_a_model_error(tmp_path: Path) -> None:
+    model = tmp_path / "broken.py"
+    model.write_text(
+        "from hypothesis import strategies as st\n"
+        "from propworkload import Model, command\n"
+        "class Broken(Model):\n"
+        "    sample = 'payments'\n"
+        "    model_state = dict\n"
+        "    @command(key=st.just('k0'))\n"
+        "    def look(self, key):\n"
+        "        return self.http.get('/').status_code\n"
+        "    @look.model\n"
+        "    def look(state, out, key):\n"
+        "        return state[key]\n"
+    )
+    with in_process("payments") as service:
+        result = service.run(model, seed=1, examples=5)
+    assert result.code == 2, result.out + result.err
+    assert "the model function of look raised KeyError: 'k0'" in result.err
+
+
+def test_signatures_that_cannot_take_the_arguments_are_model_errors() -> None:
+    with pytest.raises(
+        InvalidModel, match=r"its model function cannot take .* pay\(state, out, amount\)"
+    ):
+
+        class NoOut(Model):
+            model_state = int
+
+            @command(amount=st.integers())
+            def pay(self, amount: int) -> None: ...
+
+            @pay.model
+            def pay(state, amount):  # type: ignore[no-untyped-def]
+                return state
+
+    with pytest.raises(InvalidModel, match=r"its real call cannot take .* pay\(self, amount\)"):
+
+        class Misnamed(Model):
+            model_state = int
+
+            @command(amount=st.integers())
+            def pay(self, amuont: int) -> None: ...
+
+            @pay.model
+            def pay(state, out, amount):  # type: ignore[no-untyped-def]
+                return state
+
+    def pay(self: Model, amount: int) -> None: ...
+
+    with pytest.raises(InvalidModel, match="precondition of pay reads 'key'"):
+        command(amount=st.integers(), requires=lambda state, key: True)(pay)
+
+
+def test_replay_of_a_command_that_cannot_run_says_so() -> None:
+    """A command whose precondition fails is skipped in a run; a replay (or an emitted
+    regression) that asks for it is told, not silently passed."""
+    from propworkload import InvalidTrace
+
+    model, _ = load_model(str(MODEL))
+    with (
+        in_process("payments") as service,
+        Replay(model, url=service.url, transport=service.transport) as run,
+        pytest.raises(InvalidTrace, match="refund cannot run here"),
+    ):
+        run.refund(key="k0", amount=5)  # nothing was charged

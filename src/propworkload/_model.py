@@ -607,6 +607,7 @@ def _declare(cls: type[Model]) -> None:
         if not isinstance(member, Command):
             continue
         member.check_complete(cls)
+        member.check_signatures(cls)
         commands[name] = member
         if hasattr(member, _INVARIANT_MARKER) or hasattr(member, stateful.RULE_MARKER):
             continue

@@ -33,6 +33,7 @@ from ._parallel import execute_program
 from ._program import Program
 from ._record import ExampleRecord, Exchange, Failure
 from ._runtime import RunState, StopRun, using_run
+from ._spec import Command
 from ._target import probe, resolve_target, ssl_context
 from ._values import decode
 
@@ -279,8 +280,15 @@ class Replay:
             known = ", ".join(sorted({*self._rules, *self._initializers}))
             raise AttributeError(f"{self.model.__name__} has no rule {rule!r} (rules: {known})")
         self._pending_init.discard(rule)
+        before = len(self.record.steps)
         with _unwrap_stop():
             result = spec.function(self.machine, **(arguments or {}))
+        ran = len(self.record.steps) > before
+        if isinstance(getattr(self.model, rule, None), Command) and not ran:
+            raise InvalidTrace(
+                f"{self.model.__name__}.{rule} cannot run here: its precondition fails in the "
+                "model's state, or what it draws from the state is not there"
+            )
         self._check_invariants()
         if isinstance(result, stateful.MultipleResults):
             return tuple(result.values)

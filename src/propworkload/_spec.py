@@ -46,6 +46,7 @@ from hypothesis.strategies import SearchStrategy
 from ._errors import InvalidModel, InvariantFailure
 from ._operations import UNKNOWN, Operation
 from ._possible import Possible
+from ._runtime import StopRun
 
 __all__ = [
     "Check",
@@ -221,9 +222,12 @@ class Command(Operation):
         self.model_function: Callable[..., Any] | None = None
         what = f"the precondition of {self.name}"
         self._requires_names = _argument_names(requires, what) if requires else ()
-        #: Whether the precondition reads the arguments (else it is checked before they
-        #: are drawn, as a Hypothesis precondition).
-        self.requires_arguments = bool(self._requires_names)
+        unknown = [n for n in self._requires_names if n not in arguments]
+        if unknown:
+            raise InvalidModel(
+                f"the precondition of {self.name} reads {unknown[0]!r}, which is not one of "
+                f"its arguments ({', '.join(arguments) or 'none'})"
+            )
 
     def model(self, function: Callable[..., Any]) -> Command:
         """Decorate the model function: ``function(state, out, **arguments)`` states the
@@ -254,14 +258,42 @@ class Command(Operation):
         wanted = {n: arguments[n] for n in self._requires_names if n in arguments}
         return bool(self.requires(state, **wanted))
 
+    def check_signatures(self, owner: type) -> None:
+        """Raise :class:`InvalidModel` if the real call or the model function cannot take
+        the declared arguments."""
+        names = dict.fromkeys(self.arguments)
+        for what, function, leading in (
+            ("real call", self.call, (None,)),
+            ("model function", self.model_function, (None, None)),
+        ):
+            try:
+                inspect.signature(function).bind(*leading, **names)  # type: ignore[arg-type]
+            except TypeError:
+                shape = "(self" if what == "real call" else "(state, out"
+                wanted = "".join(f", {n}" for n in names) + ")"
+                raise InvalidModel(
+                    f"{owner.__name__}.{self.name}: its {what} cannot take the command's "
+                    f"arguments; write it as {self.name}{shape}{wanted}"
+                ) from None
+
     def apply(self, state: Any, out: Any, arguments: dict[str, Any]) -> tuple[list[Check], Any]:
         """The checks the model function states for ``out`` in ``state``, and the state
-        after the command."""
+        after the command. A model function that raises is a mistake in the model
+        (:class:`propworkload.InvalidModel`), not a finding about the service."""
         assert self.model_function is not None
         collected: list[Check] = []
         token = _COLLECTED.set(collected)
         try:
             after = self.model_function(state, out, **arguments)
+        except Exception as exc:
+            text = str(exc).strip().split("\n", 1)[0]
+            raise StopRun(
+                "model",
+                InvalidModel(
+                    f"the model function of {self.name} raised {type(exc).__name__}: {text} "
+                    f"(on {'an unknown outcome' if out is UNKNOWN else 'what the call returned'})"
+                ),
+            ) from exc
         finally:
             _COLLECTED.reset(token)
         return collected, state if after is None else after
@@ -271,12 +303,21 @@ class Command(Operation):
         return lambda state: self.apply(state, UNKNOWN, arguments)[1]
 
     def _transition(self, state: Any, output: Any, **arguments: Any) -> tuple[bool, Any]:
-        """The linearizability checker's step: possible when the precondition holds and
-        every check holds."""
-        if output is not UNKNOWN and not self.allows(state, arguments):
-            return False, state
-        checks, after = self.apply(state, output, arguments)
-        return all(c.holds for c in checks), after
+        """The linearizability checker's step: possible when every check holds.
+
+        The precondition is the client's reason to send the command, and another client
+        may have made it false since (two withdrawals of the whole balance): the model
+        function still says what the service should answer. Only where the precondition
+        fails and the model function cannot run at all (the charge to refund is not there
+        in this order) is the order ruled out."""
+        if not self.allows(state, arguments):
+            try:
+                checks, after = self.apply(state, output, arguments)
+            except StopRun:
+                return False, state
+        else:
+            checks, after = self.apply(state, output, arguments)
+        return output is UNKNOWN or all(c.holds for c in checks), after
 
 
 class Observation(Command):
@@ -286,6 +327,11 @@ class Observation(Command):
 
     def __init__(self, call: Callable[..., Any]) -> None:
         super().__init__(call, {}, idempotent=True, requires=None)
+
+    def _transition(self, state: Any, output: Any, **arguments: Any) -> tuple[bool, Any]:
+        if output is UNKNOWN:  # the read was not answered: it saw nothing to check
+            return True, state
+        return super()._transition(state, output, **arguments)
 
 
 def command(
