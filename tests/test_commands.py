@@ -395,3 +395,65 @@ def test_replay_of_a_command_that_cannot_run_says_so() -> None:
         pytest.raises(InvalidTrace, match="refund cannot run here"),
     ):
         run.refund(key="k0", amount=5)  # nothing was charged
+
+
+def _accepting(tmp_path: Path, deviations: str) -> Path:
+    model = tmp_path / "accepting.py"
+    model.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(MODEL.parent)!r})\n"
+        "from payments_commands import Payments\n"
+        "from propworkload import accept\n"
+        "class Accepting(Payments):\n"
+        f"    accepted = ({deviations},)\n"
+    )
+    return model
+
+
+def test_an_accepted_deviation_is_counted_not_reported(tmp_path: Path) -> None:
+    """A failure the model accepts no longer fails the run: it is counted, and the run
+    goes on (here to its end: the service has no other bug)."""
+    model = _accepting(tmp_path, 'accept("charges_listed")')
+    with in_process("payments", "list-hides-partial-refund") as service:
+        result = service.run(model, seed=1)
+        plain = service.run(MODEL, seed=1)
+    assert plain.code == 1 and "INVARIANT FAIL charges_listed" in plain.out, plain.out
+    assert result.code == 0, result.out + result.err
+    accepted = [line for line in result.lines if line.startswith("INVARIANT ACCEPTED")]
+    assert len(accepted) == 1 and accepted[0].startswith("INVARIANT ACCEPTED charges_listed")
+    assert int(accepted[0].split("deviations=")[1].split()[0]) > 0
+
+
+def test_a_deviation_is_accepted_only_where_it_is_said(tmp_path: Path) -> None:
+    """Accepted for one key (or one value), the same invariant still fails elsewhere: a
+    second, different failure of it is reported, not masked."""
+    by_key = _accepting(tmp_path, 'accept("refund_accepted", key="k1")')
+    with in_process("payments", "refund-rejects-exact-remaining") as service:
+        result = service.run(by_key, seed=11)
+    assert result.code == 1, result.out + result.err
+    assert "INVARIANT FAIL refund_accepted" in result.out
+    assert " key=k0 " in next(line for line in result.lines if line.startswith("INVARIANT FAIL"))
+    never = _accepting(tmp_path, 'accept("refund_accepted", when=lambda c: c.actual is True)')
+    with in_process("payments", "refund-rejects-exact-remaining") as service:
+        result = service.run(never, seed=11)
+    assert result.code == 1 and "INVARIANT FAIL refund_accepted" in result.out, result.out
+
+
+def test_a_rule_style_check_can_be_accepted_too(tmp_path: Path) -> None:
+    model = tmp_path / "rules.py"
+    model.write_text(
+        "from propworkload import Model, accept, invariant, rule\n"
+        "class Rules(Model):\n"
+        "    sample = 'payments'\n"
+        "    accepted = (accept('always_wrong', part='a'),)\n"
+        "    @rule()\n"
+        "    def ping(self):\n"
+        "        self.http.get('/')\n"
+        "    @invariant()\n"
+        "    def wrong(self):\n"
+        "        self.check('always_wrong', expected=1, actual=2, part='a')\n"
+    )
+    with in_process("payments") as service:
+        result = service.run(model, seed=1, examples=5)
+    assert result.code == 0, result.out + result.err
+    assert any(line.startswith("INVARIANT ACCEPTED always_wrong") for line in result.lines)

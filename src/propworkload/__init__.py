@@ -31,7 +31,15 @@ from ._operations import UNKNOWN, operation
 from ._possible import Possible
 from ._replay import Replay
 from ._runtime import reachable, sometimes
-from ._spec import check, command, expect_status, from_state, observation, sampled_from_state
+from ._spec import (
+    accept,
+    check,
+    command,
+    expect_status,
+    from_state,
+    observation,
+    sampled_from_state,
+)
 from ._version import __version__
 
 __all__ = [  # noqa: RUF022 - plain sorted order (tests/test_exported_members.py)
@@ -49,6 +57,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order (tests/test_exported_members.py
     "TargetUnreachable",
     "UNKNOWN",
     "__version__",
+    "accept",
     "check",
     "command",
     "consumes",

@@ -215,6 +215,8 @@ def format_result(result: RunResult) -> list[str]:
                 f"INVARIANT UNOBSERVED {name} runs={missed} of {coverage.invariant_runs[name]} "
                 f"(transport errors; last: {short(coverage.unobserved_errors.get(name, ''))})"
             )
+    for name, count in sorted(result.accepted.items()):
+        lines.append(f"INVARIANT ACCEPTED {name} deviations={count} (a known deviation)")
     if result.saved_dropped:
         n = result.saved_dropped
         lines.append(

@@ -493,6 +493,7 @@ def run_model(
         steps=state.steps,
         seconds=time.perf_counter() - started,
         checks=dict(state.checks),
+        accepted=dict(state.accepted),
         failure=example.failure if example else None,
         example=example,
         first_example=state.first_failure,

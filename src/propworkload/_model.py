@@ -30,7 +30,16 @@ from ._record import (
     redact_text,
 )
 from ._runtime import RunState, StopRun, abandon_example, current_run
-from ._spec import Command, Disabled, Observation, evaluate, failing, resolve
+from ._spec import (
+    Accept,
+    Check,
+    Command,
+    Disabled,
+    Observation,
+    evaluate,
+    failing,
+    resolve,
+)
 from ._values import UnencodableValue, encode
 
 __all__ = ["Model", "kind_of", "model_error", "operation_markers"]
@@ -168,6 +177,9 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
     #: Concurrent mode: operations (without arguments) run after all clients are done,
     #: to observe the final state.
     final_operations: ClassVar[tuple[str, ...]] = ()
+    #: Known deviations of the service the model accepts (see :func:`propworkload.accept`):
+    #: their failures are counted, not reported, so that runs go on to the next one.
+    accepted: ClassVar[tuple[Accept, ...]] = ()
     #: Concurrent mode: ``partition(op)`` names the independent part (key, customer) of
     #: a history an operation belongs to; each part is checked alone. None: one part.
     partition: ClassVar[Callable[..., Any] | None] = None
@@ -323,8 +335,17 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         """
         self._pw_example.checks[name] += 1
         ok = (expected == actual) if holds is None else bool(holds)
-        if not ok and name not in self._pw_run.known_failures:
-            raise InvariantFailure(name, expected=expected, actual=actual, ids=ids)
+        if ok or name in self._pw_run.known_failures:
+            return
+        if self._pw_accepts(Check(name, False, expected, actual, ids)):
+            self._pw_example.accepted[name] += 1
+            return
+        raise InvariantFailure(name, expected=expected, actual=actual, ids=ids)
+
+    @classmethod
+    def _pw_accepts(cls, failed: Check) -> bool:
+        """Whether a failed check is a known deviation the model accepts."""
+        return any(deviation.matches(failed) for deviation in cls.accepted)
 
     def retry(
         self, send: Callable[[], httpx.Response], *, attempts: int | None = None
@@ -436,10 +457,22 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
             self.possible = possible.maybe(landed)
             return
         known = self._pw_run.known_failures
-        after, failed, names = evaluate(possible, command, step.output, arguments, ignore=known)
+        deviations: set[str] = set()
+
+        def ignore(failed: Check) -> bool:
+            if failed.name in known:
+                return True
+            if self._pw_accepts(failed):
+                deviations.add(failed.name)
+                return True
+            return False
+
+        after, failed, names = evaluate(possible, command, step.output, arguments, ignore=ignore)
         record = self._pw_example
         for name in names:
             record.checks[name] += 1
+        for name in deviations:
+            record.accepted[name] += 1
         if after is None:
             bad = failing(failed)
             raise InvariantFailure(bad.name, expected=bad.expected, actual=bad.actual, ids=bad.ids)

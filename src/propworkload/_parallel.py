@@ -41,7 +41,7 @@ from ._operations import UNKNOWN, Operation, operations_of
 from ._program import Invocation, Program
 from ._record import ExampleRecord, Failure, HistoryCheck, redact_text
 from ._runtime import RunState, StopRun, counting_into
-from ._spec import Command, Observation
+from ._spec import Command, Observation, accepting
 from ._text import short
 from ._values import UnencodableValue, encode
 
@@ -171,6 +171,7 @@ class _Spec:
 
     def __init__(self, model_cls: type[Model]) -> None:
         self._operations = operations_of(model_cls)
+        self._accepts = model_cls._pw_accepts
         initial = model_cls.model_state
         assert initial is not None
         self._init = initial
@@ -184,7 +185,8 @@ class _Spec:
         assert transition is not None
         output = UNKNOWN if op.unknown else op.output
         try:
-            return transition(state, output, **arguments)
+            with accepting(self._accepts):
+                return transition(state, output, **arguments)
         except Exception as exc:
             raise model_error(
                 f"the model transition of {name} raised {type(exc).__name__}: {exc} "

@@ -307,6 +307,8 @@ class ExampleRecord:
     steps: list[Step] = attrs.field(factory=list)
     failure: Failure | None = None
     checks: Counter[str] = attrs.field(factory=Counter)
+    #: Failed checks the model accepts as known deviations (``Model.accepted``).
+    accepted: Counter[str] = attrs.field(factory=Counter)
     rejected: Counter[str] = attrs.field(factory=Counter)
     invariant_runs: Counter[str] = attrs.field(factory=Counter)
     markers: Counter[str] = attrs.field(factory=Counter)

@@ -54,6 +54,8 @@ class RunResult:
     seconds: float
     checks: dict[str, int]
     failure: Failure | None = None
+    #: Failed checks accepted as known deviations (``Model.accepted``), by name.
+    accepted: dict[str, int] = attrs.field(factory=dict)
     example: ExampleRecord | None = None
     first_example: ExampleRecord | None = None
     flaky: bool = False

@@ -82,6 +82,7 @@ class RunState:
     #: Parallel programs: operations that were answered (their outcome known).
     answered_operations: int = 0
     checks: Counter[str] = attrs.field(factory=Counter)
+    accepted: Counter[str] = attrs.field(factory=Counter)
     first_failure: ExampleRecord | None = None
     best_failure: ExampleRecord | None = None
     last_failure: ExampleRecord | None = None
@@ -168,6 +169,7 @@ class RunState:
         self.steps += len(record.steps)
         self.answered_operations += sum(1 for step in record.steps if step.ret is not None)
         self.checks.update(record.checks)
+        self.accepted.update(record.accepted)
         self.unchecked += record.history is not None and record.history.result.verdict == "unknown"
         self.coverage.add_example(record, count_length=self.first_failure is None)
 
@@ -186,6 +188,7 @@ class RunState:
         if not counted:
             self.steps += len(record.steps)
             self.checks.update(record.checks)
+            self.accepted.update(record.accepted)
             # Shrinking runs many short examples; they would skew the steps-per-example
             # figures.
             self.coverage.add_example(record, count_length=self.first_failure is None)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -49,11 +49,14 @@ from ._possible import Possible
 from ._runtime import StopRun
 
 __all__ = [
+    "Accept",
     "Check",
     "Command",
     "Disabled",
     "Observation",
     "UnexpectedStatus",
+    "accept",
+    "accepting",
     "check",
     "command",
     "expect_status",
@@ -101,6 +104,62 @@ def check(
         return True
     collected.append(Check(name, holds, expected, actual, ids))
     return holds
+
+
+@attrs.frozen
+class Accept:
+    """A known deviation of the service, accepted: made with :func:`accept`."""
+
+    invariant: str
+    ids: dict[str, Any] = attrs.field(factory=dict)
+    when: Callable[[Check], bool] | None = None
+
+    def matches(self, failed: Check) -> bool:
+        """Whether ``failed`` (a check that did not hold) is this deviation."""
+        if failed.name != self.invariant:
+            return False
+        if any(failed.ids.get(k, _MISSING) != v for k, v in self.ids.items()):
+            return False
+        return self.when is None or bool(self.when(failed))
+
+
+_MISSING = object()
+
+
+def accept(invariant: str, *, when: Callable[[Check], bool] | None = None, **ids: Any) -> Accept:
+    """A failure the model accepts as a known deviation of the service, so that runs go
+    on to find the next one: the check named ``invariant`` that fails with these ``ids``
+    (all of them, as the check names them) and for which ``when(check)`` is true, if
+    given (``check.expected``, ``check.actual``, ``check.ids``)::
+
+        class Kinto(Model):
+            accepted = (
+                accept("batch_atomic"),                        # every failure of it
+                accept("charges_listed", key="k0"),            # only for one key
+                accept("balance", when=lambda c: c.actual < 0),  # only these values
+            )
+
+    An accepted failure rules nothing out (the model goes on from what the service
+    answered, as its model functions say) and is counted, not reported as a failure: the
+    run prints ``INVARIANT ACCEPTED name deviations=N``.
+    """
+    return Accept(invariant, dict(ids), when)
+
+
+#: While a parallel history is checked: which failing checks the model accepts.
+_ACCEPTING: contextvars.ContextVar[Callable[[Check], bool] | None] = contextvars.ContextVar(
+    "propworkload_accepting", default=None
+)
+
+
+@contextlib.contextmanager
+def accepting(predicate: Callable[[Check], bool]) -> Iterator[None]:
+    """Within the block, model functions' checks that ``predicate`` accepts hold."""
+    token = _ACCEPTING.set(predicate)
+    try:
+        yield
+    finally:
+        _ACCEPTING.reset(token)
 
 
 class UnexpectedStatus(AssertionError):
@@ -317,7 +376,8 @@ class Command(Operation):
                 return False, state
         else:
             checks, after = self.apply(state, output, arguments)
-        return output is UNKNOWN or all(c.holds for c in checks), after
+        accepted = _ACCEPTING.get() or (lambda check: False)
+        return output is UNKNOWN or all(c.holds or accepted(c) for c in checks), after
 
 
 class Observation(Command):
@@ -373,19 +433,19 @@ def evaluate(
     out: Any,
     arguments: dict[str, Any],
     *,
-    ignore: frozenset[str] = frozenset(),
+    ignore: Callable[[Check], bool] = lambda check: False,
 ) -> tuple[Possible[Any] | None, list[Check], set[str]]:
     """The possible states after ``command`` answered ``out``: each state in which
     every check holds, moved on by the model function; None when no state passes. Also
     the checks that failed (in the states dropped) and the names of all checks stated.
-    Checks named in ``ignore`` (failures already known) rule nothing out."""
+    A failed check ``ignore`` accepts (a failure already known) rules nothing out."""
     failed: list[Check] = []
     names: set[str] = set()
 
     def step(state: Any) -> Any:
         checks, after = command.apply(state, out, arguments)
         names.update(c.name for c in checks)
-        bad = [c for c in checks if not c.holds and c.name not in ignore]
+        bad = [c for c in checks if not c.holds and not ignore(c)]
         if bad:
             failed.extend(bad)
             return None
