@@ -457,3 +457,28 @@ def test_a_rule_style_check_can_be_accepted_too(tmp_path: Path) -> None:
         result = service.run(model, seed=1, examples=5)
     assert result.code == 0, result.out + result.err
     assert any(line.startswith("INVARIANT ACCEPTED always_wrong") for line in result.lines)
+
+
+def test_final_observations_read_what_every_client_made() -> None:
+    """The charges two clients made at once are read by the final observation (its view
+    takes in the other clients' commands), not only those of the prefix."""
+    from propworkload._parallel import execute_program
+    from propworkload._program import Invocation, Program
+    from propworkload._runtime import RunState
+
+    model, _ = load_model(str(MODEL))
+    program = Program(
+        prefix=(),
+        branches=(
+            (Invocation("charge", {"key": "k0", "amount": 3}),),
+            (Invocation("charge", {"key": "k1", "amount": 4}),),
+        ),
+        final=(Invocation("reads"), Invocation("customer")),
+    )
+    with in_process("payments") as service:
+        state = RunState(url=service.url, transport=service.transport)
+        record = execute_program(model, program, state)
+    assert record.failure is None, record.failure
+    reads = next(step for step in record.steps if step.rule == "reads")
+    assert sorted(reads.output) == ["k0", "k1"]
+    assert [(v[1], v[2]) for _, v in sorted(reads.output.items())] == [(3, 0), (4, 0)]
