@@ -482,3 +482,36 @@ def test_final_observations_read_what_every_client_made() -> None:
     reads = next(step for step in record.steps if step.rule == "reads")
     assert sorted(reads.output) == ["k0", "k1"]
     assert [(v[1], v[2]) for _, v in sorted(reads.output.items())] == [(3, 0), (4, 0)]
+
+
+def test_steps_no_failure_needs_are_dropped_after_shrinking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hypothesis shrinks the choices it made and can stop with steps no failure needs
+    (measured: 13 steps, twelve of them repeated charges, on a loopback run). The engine
+    then drops each step in turn, re-runs the rest with their recorded faults, and keeps
+    what the failure needs; here Hypothesis's shrinking is switched off, so that all the
+    reduction is the engine's."""
+    from hypothesis import Phase, settings
+
+    from propworkload import _engine
+
+    made = _engine._hypothesis_settings
+
+    def without_shrinking(config: object) -> settings:
+        base = made(config)  # type: ignore[arg-type]
+        return settings(base, phases=[p for p in base.phases if p is not Phase.shrink])
+
+    monkeypatch.setattr(_engine, "_hypothesis_settings", without_shrinking)
+    with in_process("payments", "lost-refund-retry-rejected") as service:
+        result = service.run_args(MODEL, "--seed", "1", "--faults", "lost-response")
+    assert result.code == 1, result.out + result.err
+    found = next(line for line in result.lines if line.startswith("FOUND "))
+    before = int(found.split("(")[1].split()[0])
+    minimal = next(line for line in result.lines if line.startswith("  minimal sequence"))
+    after = int(minimal.split("(")[1].split()[0])
+    # Only steps are dropped (the values are Hypothesis's to shrink): a charge, then what
+    # makes the lost refund the one that takes all that remains.
+    assert after < before and after <= 3, result.out
+    assert "-> lost-response, then 409" in result.out
+    assert not any(line.startswith("ALSO FAIL") for line in result.lines), result.out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import random
 import re
 import time
@@ -28,7 +29,7 @@ from typing import Any, cast
 import attrs
 import httpx
 import hypothesis
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings, stateful
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.errors import Flaky, HypothesisException, Unsatisfiable
@@ -38,11 +39,11 @@ from hypothesis.stateful import run_state_machine_as_test
 from ._database import WatchedDatabase
 from ._errors import InvalidModel, InvalidOption, PropworkloadError, TargetError, TargetUnreachable
 from ._events import Event, FailureFound, RunFinished, RunStarted
-from ._faults import FaultPlan
+from ._faults import Fault, FaultPlan, ScriptedFaults
 from ._model import Model, invariants_of, operation_markers, rules_of
 from ._parallel import ProgramShape, execute_program, runs_needed
 from ._program import Program
-from ._record import ExampleRecord
+from ._record import ExampleRecord, Step
 from ._results import OtherFailure, RunResult
 from ._runtime import RunState, StopRun, using_run
 from ._target import probe, ssl_context
@@ -172,6 +173,81 @@ class _Sequential:
 
     def __init__(self, model_cls: type[Model], config: RunConfig, state: RunState) -> None:
         self.model_cls = model_cls
+        self.state = state
+        self.rules = _specs(model_cls, stateful.RULE_MARKER)
+        self.initializers = _specs(model_cls, stateful.INITIALIZE_RULE_MARKER)
+        self.invariants = list(_specs(model_cls, stateful.INVARIANT_MARKER).values())
+
+    def reduce(self, found: ExampleRecord) -> ExampleRecord:
+        """The failing sequence Hypothesis shrank to, with the steps it does not need
+        dropped. Hypothesis shrinks the choices it made, and a sequence can hold steps no
+        failure needs that it cannot delete without moving other choices (the fault on
+        the one request that matters shifts to another); here each step is dropped in
+        turn and the rest re-run with their recorded arguments and faults, and a removal
+        after which the example fails the same way is kept."""
+        assert found.failure is not None
+        kind = found.failure.kind
+        best = found
+        index = 0
+        try:
+            while index < len(best.steps) and _time_left(self.state):
+                candidate = best.steps[:index] + best.steps[index + 1 :]
+                record = self._rerun(candidate)
+                # Another kind of failure here is the removal's doing (a step that made
+                # what a later one uses is gone), not a finding.
+                if _fails_as(record, kind) and record is not None and record.size < best.size:
+                    best = record
+                    continue  # the step now at ``index`` is tried next
+                index += 1
+        except StopRun as stop:
+            reason = str(stop.error) if stop.error else stop.reason
+            self.state.stopped = self.state.stopped or reason
+        return best
+
+    def _rerun(self, steps: Sequence[Step]) -> ExampleRecord | None:
+        """Run ``steps`` on a fresh instance (recorded arguments, recorded faults), with
+        the invariants after each, as the run would; the example's record."""
+        state = self.state
+        scripted = ScriptedFaults()
+        saved, state.scripted_faults = state.scripted_faults, scripted
+        state.reducing = True
+        machine: Model | None = None
+        try:
+            machine = self.model_cls()
+            pending = set(self.initializers)
+            self._check(machine, pending)
+            for step in steps:
+                spec = self.initializers.get(step.rule) or self.rules.get(step.rule)
+                if spec is None:
+                    return None
+                pending.discard(step.rule)
+                scripted.load(
+                    [
+                        Fault.from_json(e.fault) if e.fault is not None else None
+                        for e in step.own_exchanges()
+                    ]
+                )
+                spec.function(machine, **step.arguments)
+                self._check(machine, pending)
+        except StopRun:
+            raise
+        except Exception:
+            pass  # a failure (the record says which) or an abandoned example
+        finally:
+            state.scripted_faults = saved
+            try:
+                if machine is not None:
+                    machine.teardown()
+            finally:
+                state.reducing = False
+        return machine._pw_example if machine is not None else None
+
+    def _check(self, machine: Model, pending: set[str]) -> None:
+        for invariant in self.invariants:
+            if pending and not invariant.check_during_init:
+                continue
+            if all(precondition(machine) for precondition in invariant.preconditions):
+                invariant.function(machine)
 
     def test(self, hypothesis_settings: settings, seed: int, digest: bytes) -> Callable[[], None]:
         factory = functools.partial(self.model_cls)
@@ -323,6 +399,20 @@ class _Parallel:
         return best
 
 
+def _fails_as(record: ExampleRecord | None, kind: str) -> bool:
+    return record is not None and record.failure is not None and record.failure.kind == kind
+
+
+def _specs(model_cls: type[Model], marker: str) -> dict[str, Any]:
+    """The model's rules, initialize rules or invariants (Hypothesis's records), by name."""
+    found = {}
+    for name, member in inspect.getmembers(model_cls):
+        spec = getattr(member, marker, None)
+        if spec is not None:
+            found[name] = spec
+    return found
+
+
 def _time_left(state: RunState) -> bool:
     deadline = state.hard_deadline if state.first_failure else state.generate_deadline
     return deadline is None or time.perf_counter() < deadline
@@ -471,6 +561,13 @@ def run_model(
         example = state.best_failure
     else:
         example = state.last_failure
+    sequential = isinstance(driver, _Sequential)
+    if sequential and example is not None and not flaky and not state.stopped and example.size > 1:
+        with using_run(state):
+            reduced = driver.reduce(example)
+        if reduced is not example:
+            blob = None  # Hypothesis's blob reproduces the sequence before the reduction
+        example = reduced
     if isinstance(driver, _Parallel) and example is not None:
         if not state.stopped:
             # A race that did not fail when Hypothesis re-ran it once may still fail

@@ -108,6 +108,9 @@ class RunState:
     #: move from the failure found to another kind with a simpler example (Hypothesis
     #: reports the simplest); the run reports the other kinds beside it, nothing is lost.
     by_kind: dict[str, ExampleRecord] = attrs.field(factory=dict)
+    #: While the engine re-runs a failing sequence with steps dropped: the examples count
+    #: as run, but their failures are the reduction's trials, not findings.
+    reducing: bool = False
     _started: int = 0
 
     def answered(self) -> None:
@@ -185,6 +188,8 @@ class RunState:
         """Account for a finished example and tell the listeners (``counted``: its runs
         were counted already, with :meth:`count_run`)."""
         self.examples += 1
+        if self.reducing:
+            return
         if not counted:
             self.steps += len(record.steps)
             self.checks.update(record.checks)
