@@ -480,6 +480,13 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
 
     # -- recording ------------------------------------------------------------------
 
+    def _pw_step_failed(self, step: Step, exc: Exception, rule: str) -> None:
+        """A step that raised: its error on the step, the failure on the example."""
+        step.error = _describe(exc)
+        if isinstance(exc, InvariantFailure):
+            step.failed_check = exc.name
+        self._pw_note_failure(exc, rule=rule, invariant=None)
+
     def _pw_note_failure(self, exc: Exception, *, rule: str | None, invariant: str | None) -> None:
         record = self._pw_example
         if record.failure is not None:
@@ -553,10 +560,7 @@ def _wrap_rule(
             self._pw_run.abandoned += 1
             abandon_example(f"the outcome of {fn.__name__} is unknown: {_describe(exc)}")
         except Exception as exc:
-            step.error = _describe(exc)
-            if isinstance(exc, InvariantFailure):
-                step.failed_check = exc.name
-            self._pw_note_failure(exc, rule=fn.__name__, invariant=None)
+            self._pw_step_failed(step, exc, fn.__name__)
             raise
         finally:
             step.duration_ms = (time.perf_counter() - started) * 1000
@@ -605,10 +609,7 @@ def _command_rule(command: Command) -> Callable[..., Any]:
             self._pw_run.abandoned += 1
             abandon_example(f"{command.name}: {exc}")
         except Exception as exc:
-            step.error = _describe(exc)
-            if isinstance(exc, InvariantFailure):
-                step.failed_check = exc.name
-            self._pw_note_failure(exc, rule=command.name, invariant=None)
+            self._pw_step_failed(step, exc, command.name)
             raise
 
     command_rule.__name__ = command_rule.__qualname__ = command.name
