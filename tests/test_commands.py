@@ -517,3 +517,10 @@ def test_steps_no_failure_needs_are_dropped_after_shrinking(
     failing = next(line for line in result.lines if line.endswith("[refund_accepted failed]"))
     assert "lost-response" in failing and "then 409" in failing, result.out
     assert not any(line.startswith("ALSO FAIL") for line in result.lines), result.out
+
+
+def test_accepted_holds_only_accept_entries() -> None:
+    with pytest.raises(InvalidModel, match=r"accepted holds 'charges_listed': list known"):
+
+        class Plain(Model):
+            accepted = ("charges_listed",)  # type: ignore[assignment]

@@ -636,6 +636,12 @@ def _declare(cls: type[Model]) -> None:
     """Make the commands and observations ``cls`` declares rules and invariants of
     Hypothesis's (the marker on the command itself, so that the command keeps its name
     as an operation of parallel programs)."""
+    wrong = [entry for entry in cls.accepted if not isinstance(entry, Accept)]
+    if wrong:
+        raise InvalidModel(
+            f"{cls.__name__}.accepted holds {wrong[0]!r}: list known deviations with "
+            "accept(name, **ids), e.g. accepted = (accept('charges_listed'),)"
+        )
     commands = dict(getattr(cls, "_pw_commands", {}))
     for name, member in vars(cls).items():
         if not isinstance(member, Command):
