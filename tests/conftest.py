@@ -26,6 +26,8 @@ from propworkload.samples import load_sample, validate_bugs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYMENTS_MODEL = ROOT / "models" / "payments.py"
+#: The same service modelled in the rule style (Bundles, hand-driven Possible, @operation).
+RULES_MODEL = ROOT / "tests" / "models" / "payments_rules.py"
 PAYMENTS_WORKLOAD = ROOT / ".workers" / "workloads" / "payments.py"
 
 

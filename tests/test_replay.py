@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, ROOT, Completed, read_until, run_command, spawn_cli
+from conftest import PAYMENTS_MODEL, ROOT, RULES_MODEL, Completed, read_until, run_command, spawn_cli
 
 Service = Callable[..., AbstractContextManager[str]]
 CLI = Callable[..., Completed]
@@ -26,13 +26,14 @@ def _trace_of(result: Completed) -> Path:
 
 @pytest.fixture(scope="module")
 def retry_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trace of the retry-after-refund bug, made once for the tests below."""
+    """A trace of the retry-after-refund bug, made once for the tests below by the
+    rule-style model (its Bundle of keys shows in the trace and the emitted test)."""
     from propworkload._target import sample_service
 
     artifacts = tmp_path_factory.mktemp("artifacts")
     with sample_service("payments", ("retry-after-refund",)) as url:
         result = run_command(
-            ["-m", "propworkload", "run", str(PAYMENTS_MODEL), "--seed", "1"],
+            ["-m", "propworkload", "run", str(RULES_MODEL), "--seed", "1"],
             env={"APP_URL": url, "PROPWORKLOAD_ARTIFACTS": str(artifacts)},
         )
     assert result.code == 1, result.out + result.err
@@ -44,7 +45,7 @@ def test_trace_has_the_documented_fields(retry_trace: Path) -> None:
     failure and whether it reproduced, as docs/trace-format.md says."""
     trace = json.loads(retry_trace.read_text())
     assert trace["format"] == "propworkload-trace" and trace["version"] == 2
-    assert trace["model"] == {"file": str(PAYMENTS_MODEL), "class": "Payments", "name": "payments"}
+    assert trace["model"] == {"file": str(RULES_MODEL), "class": "Payments", "name": "payments"}
     assert trace["seed"] == 1
     assert {"propworkload_version", "hypothesis_version", "target", "tenant"} <= set(trace)
     assert trace["status"] == "minimal" and trace["reproduced"] is True
@@ -167,8 +168,8 @@ def test_trace_naming_an_unknown_rule(
 ALWAYS_FAILING = f"""
 import sys
 
-sys.path.insert(0, {str(ROOT / "models")!r})
-from payments import Payments
+sys.path.insert(0, {str(RULES_MODEL.parent)!r})
+from payments_rules import Payments
 from propworkload import invariant
 
 

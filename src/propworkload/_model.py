@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 from hypothesis import stateful
+from hypothesis import strategies as st
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
 from ._faults import Chooser, FaultTransport
@@ -217,6 +218,8 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         self.operation_key = ""
         if self._pw_commands:
             self.possible = Possible(self._initial_state())
+        #: Commands that could not run, by name, with the possible states they failed in.
+        self._pw_stuck: dict[str, tuple[Any, ...]] = {}
         record.tenant = self.tenant
         inner = run.transport
         choose = run.fault_chooser()
@@ -578,17 +581,30 @@ def _wrap_rule(
     return recorded_rule
 
 
+#: How often a command's arguments are drawn again when the command cannot run with them.
+DRAW_ATTEMPTS = 4
+
+
 def _command_rule(command: Command) -> Callable[..., Any]:
     """The Hypothesis rule that runs ``command``: it resolves what was drawn, makes the
     call (retried if idempotent), records the step and moves the possible states on.
     Replay calls it with the recorded arguments."""
 
-    def command_rule(self: Model, **drawn: Any) -> None:
+    def command_rule(self: Model, _pw_data: Any = None, **drawn: Any) -> None:
         self._pw_run.before_step()
         record = self._pw_example
-        arguments = self._pw_arguments(command, drawn)
-        if arguments is None:
+        # Under Hypothesis the arguments are drawn here, again while the command cannot
+        # run with them (a key not charged yet, nothing to draw from the state), so that
+        # steps are not spent doing nothing; a replay passes the recorded arguments.
+        for _ in range(DRAW_ATTEMPTS if _pw_data is not None else 1):
+            if _pw_data is not None:
+                drawn = {n: _pw_data.draw(s, label=n) for n, s in command.arguments.items()}
+            arguments = self._pw_arguments(command, drawn)
+            if arguments is not None:
+                break
             record.rejected[command.name] += 1
+        else:
+            self._pw_stuck[command.name] = tuple(self.possible.states)
             return
         _recorded(arguments, f"the arguments of command {command.name}")
         step = record.begin_step(command.name, arguments)
@@ -655,11 +671,29 @@ def _declare(cls: type[Model]) -> None:
             made = stateful.invariant()(_observation_invariant(member))
             setattr(member, _INVARIANT_MARKER, getattr(made, _INVARIANT_MARKER))
             continue
-        function = _command_rule(member)
+        function = stateful.precondition(_not_stuck(member.name))(_command_rule(member))
         declare: Any = stateful.rule  # (its overloads do not take a dict of strategies)
-        made = declare(**member.arguments)(function)
+        made = declare(_pw_data=st.data())(function)
         setattr(member, stateful.RULE_MARKER, getattr(made, stateful.RULE_MARKER))
     cls._pw_commands = commands
+
+
+def _not_stuck(name: str) -> Callable[[Model], bool]:
+    """The Hypothesis precondition of a command: false while the possible states are
+    those in which it could not run (nothing charged yet to refund), so that Hypothesis
+    chooses another command instead of spending steps on this one; Hypothesis's swarm
+    testing leaves some examples with few commands enabled. True again once the states
+    move on, and whenever every command is stuck (a step that does nothing, rather than
+    no step at all)."""
+
+    def not_stuck(self: Model) -> bool:
+        stuck, now = self._pw_stuck, tuple(self.possible.states)
+        if stuck.get(name) != now:
+            return True
+        commands = [n for n, c in self._pw_commands.items() if not isinstance(c, Observation)]
+        return all(stuck.get(other) == now for other in commands)
+
+    return not_stuck
 
 
 def _count_rejections(predicate: Callable[..., Any], rule: str) -> Callable[..., Any]:

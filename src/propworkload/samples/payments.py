@@ -149,7 +149,7 @@ BUGS = (
         name="read-stale-refund",
         description="reading a charge serves it from a cache that refunds do not invalidate",
         invariant="read_your_writes",
-        minimal_steps=3,
+        minimal_steps=2,
     ),
 )
 
