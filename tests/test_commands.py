@@ -162,6 +162,8 @@ def test_state_dependent_arguments_resolve_in_declaration_order(data: st.DataObj
         resolve({"key": pick}, {})  # nothing to choose from: the command waits
     with pytest.raises(Disabled):
         resolve({"key": "c", "amount": rest}, state)  # no such key yet
+    with pytest.raises(Disabled):
+        resolve({"key": "a", "amount": rest}, {"a": None})  # no value in this state
 
 
 def test_check_outside_a_model_function_raises_at_once() -> None:

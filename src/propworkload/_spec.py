@@ -201,6 +201,8 @@ class _FromState:
             value = self.function(state, **{n: earlier[n] for n in self.names if n in earlier})
         except LookupError as exc:
             raise Disabled(str(exc)) from exc
+        if value is None:
+            raise Disabled("no value in this state")
         if self.pick is None:
             return value
         options = list(value)
@@ -230,8 +232,9 @@ def from_state(function: Callable[..., Any]) -> SearchStrategy[Any]:
         amount=st.none() | st.integers(1, 1000) | from_state(lambda l, key: l.charges[key].rest)
 
     Mixed with plain strategies, it makes boundary values (exactly what remains, the
-    last unit) come up without a rule written for them. A ``LookupError`` (no such key
-    yet) skips the command this time.
+    last unit) come up without a rule written for them. ``None`` (no such value here:
+    nothing left to refund) or a ``LookupError`` (no such key yet) skips the command
+    this time, and the engine draws its arguments again.
     """
     names = _argument_names(function, "a from_state function")
     return st.just(_FromState(function, names))
