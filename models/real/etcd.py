@@ -2,52 +2,42 @@
 
 A model of etcd's v3 key-value API through its JSON gateway (``POST /v3/kv/put``,
 ``/v3/kv/range``, ``/v3/kv/deleterange``, ``/v3/kv/txn``, ``/v3/kv/compaction``), as
-documented at https://etcd.io/docs/v3.4/learning/api/ and api_guarantees/. Start an etcd and
-run it::
+documented at https://etcd.io/docs/v3.4/learning/api/ and api_guarantees/. One description
+runs plainly, under faults and with concurrent clients::
 
     python3 models/real/serve.py etcd --port 2379          # or any etcd v3.4+
-    propworkload run models/real/etcd.py --url http://127.0.0.1:2379
-    propworkload explore models/real/etcd.py --url http://127.0.0.1:2379 --faults all
-    propworkload explore models/real/etcd.py --url http://127.0.0.1:2379 --concurrency 3
+    propworkload run models/real/etcd.py --url http://127.0.0.1:2379 --faults all
+    propworkload run models/real/etcd.py --url http://127.0.0.1:2379 --concurrency 3
 
 On the gateway, keys and values are base64, 64-bit integers arrive as strings, and fields
-whose value is zero or false are left out (``"succeeded"`` of a failed transaction, the
-``"count"`` of an empty range).
+whose value is zero or false are left out (``"succeeded"`` of a failed transaction).
 
-Each example works under its own key prefix (``self.tenant`` + ``/``), so examples, runs
-and other users of the cluster never see each other's keys; revisions are the cluster's,
-so the model learns them from answers rather than predicting them. Compaction is the
-cluster's too: the ``compact`` rule discards old revisions of every key, so point the
-model at an etcd of its own (``serve.py``), never at one that others (a Kubernetes) use.
-Other clients' compactions are allowed for: a read refused as compacted that the
-example's own compactions do not explain is checked by asking etcd to compact just above
-it, which it refuses only if the history there is already gone. The reference model is
-a frozen ``Keyspace``: each key's value, version (puts since it was created) and create
-and modification revisions, and every write of the example with its revision. Checks:
+Each example works under its own key prefix (``self.tenant`` + ``/``); revisions are the
+cluster's, so the model learns them from answers rather than predicting them. Compaction
+is the cluster's too, so point the model at an etcd of its own (``serve.py``); other
+clients' compactions are allowed for (see ``listing``).
 
-- ``read_your_writes``: a read answers what the model says (value, version, revisions);
-  ``keys_match_model`` compares the whole prefix after every step;
+The reference model is a frozen ``Keyspace``: each key's value, version and create and
+modification revisions, the example's writes in revision order, the newest revision seen
+and how far the example compacted. Checks:
+
+- ``read_your_writes``: a read (and what a put or delete replaced, and the key a failed
+  compare-and-swap reads) answers what the model says: value, version, revisions;
+- ``keys_match_model``: a range over the whole prefix answers the model's keys;
 - ``revisions_grow``: no answer shows an older revision than one seen before, and a write
-  gets a newer revision than any seen before it was sent;
+  gets a newer revision than any seen before it;
 - ``cas_matches_model``: a transaction comparing a key's modification revision succeeds
   exactly when the model says the key still has that revision (compare-and-swap);
 - ``old_revisions_readable``: a read at an earlier revision answers the value the key had
   then (multi-version concurrency control);
-- ``compacted_revision_refused``: once compacted up to R, a read below R fails with
-  etcd's documented error ("mvcc: required revision has been compacted").
+- ``compacted_revision_refused``: once compacted up to R, a read below R, and a compaction
+  at R or below, fail with etcd's documented error ("required revision has been compacted").
 
-Faults: etcd's ``put`` is not idempotent (no request ids over the gateway): a put
-delivered twice takes effect twice, which adds a revision and a version, with the same
-value. So, like etcd's own client, the model sends a write once and, when its answer is
-lost, keeps it pending (``Possible``: it may land now, later or never); reads are retried.
-A duplicated write is a pending second write, and the next read decides. The duplicates
-it knows of are the tool's own (``duplicate`` fault); a real network that silently
-delivers a request twice would show up as a deviation.
-
-Concurrent mode (``--concurrency K``): clients put, read, delete and compare-and-swap two
-shared keys at once; every history must be linearizable (etcd guarantees linearizable
-key-value operations) against a map of keys to (value, modification revision), where
-each write's revision is newer than every revision before it in the linearization.
+Faults: etcd's writes are not idempotent (no request ids over the gateway): a put delivered
+twice takes effect twice. So, as etcd's own client does, writes are sent once (a copy that
+may have landed unseen is one more possibility); reads and compactions are retried. With
+``--concurrency``, every history must be linearizable (etcd's key-value operations are),
+the writes' revisions growing in the order of the linearization.
 """
 
 from __future__ import annotations
@@ -59,25 +49,35 @@ import attrs
 import httpx
 from hypothesis import strategies as st
 
-from propworkload import UNKNOWN, Model, Possible, invariant, main, operation, rule, sometimes
+from propworkload import (
+    UNKNOWN,
+    Model,
+    check,
+    command,
+    expect_status,
+    from_state,
+    main,
+    observation,
+    reachable,
+    sometimes,
+)
 
-#: The keys rules use, under the example's prefix.
-KEYS = st.sampled_from(("a", "b"))
-#: How far back a read at an old revision or a compaction goes: 0 is the latest revision
-#: a write of the example got, 1 the one before, and so on.
-BACK = st.integers(min_value=0, max_value=3)
-#: The modification revision a compare-and-swap compares with: the key's current one,
-#: an older one (a client that missed a write), or 0 ("the key does not exist").
-BASED_ON = st.sampled_from(("current", "stale", "absent"))
+#: The keys commands use, under the example's prefix, and the values puts write.
+KEYS = st.sampled_from(["a", "b"])
+VALUES = st.sampled_from(["v0", "v1", "v2"])
+
+#: How far back a revision is drawn: 0 is the newest (what shrinking goes to), 1 the one
+#: before, and so on.
+BACK = st.integers(0, 3)
+#: A revision to read at or compact to.
+AT = BACK.flatmap(lambda back: from_state(lambda space: space.revision_back(back)))
 
 COMPACTED = "required revision has been compacted"
 #: Statuses of the gateway's temporary refusals: the request may or may not take effect.
 TEMPORARY = frozenset((429, 503, 504))
 
-
-class Unavailable(httpx.TransportError):
-    """etcd refused a request for now (overloaded, no leader, timed out): its outcome is
-    unknown, as a lost answer's is."""
+#: A key as an answer shows it: value, version, create_revision, mod_revision.
+View = dict[str, Any]
 
 
 def _b64(text: str) -> str:
@@ -93,39 +93,36 @@ def _int(field: Any) -> int:
     return int(field or 0)
 
 
-def _kv(kv: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
-    """A key-value record of an answer: (key without the prefix, its view)."""
-    return _text(kv["key"])[len(prefix) :], {
-        "value": _text(kv.get("value")),
-        "version": _int(kv.get("version")),
-        "create_revision": _int(kv.get("create_revision")),
-        "mod_revision": _int(kv.get("mod_revision")),
-    }
+def _revision(answer: dict[str, Any]) -> int:
+    return _int(answer["header"].get("revision"))
+
+
+def _view(kv: dict[str, Any] | None) -> View | None:
+    if kv is None:
+        return None
+    numbers = ("version", "create_revision", "mod_revision")
+    return {"value": _text(kv.get("value")), **{name: _int(kv.get(name)) for name in numbers}}
 
 
 @attrs.frozen
 class Entry:
-    """A live key as the model expects it. Revisions are None until an answer shows
-    them (a put whose answer was lost)."""
+    """A live key as the model expects it, as an answer shows it. Revisions are None
+    until an answer shows them (a write whose answer was lost)."""
 
     value: str
     version: int
-    created: int | None
-    modified: int | None
+    create_revision: int | None
+    mod_revision: int | None
 
-    def view(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "version": self.version,
-            "create_revision": self.created,
-            "mod_revision": self.modified,
-        }
+    def agrees(self, shown: View) -> bool:
+        """Whether an answer's view fits this entry (unknown revisions fit any)."""
+        return all(mine in (None, shown[name]) for name, mine in attrs.asdict(self).items())
 
 
 @attrs.frozen
 class Write:
-    """A write of the example: a put (``value``) or delete (``value=None``) of ``key`` at
-    ``revision`` (None: unknown), sent when ``floor`` was the newest revision seen."""
+    """A put (``value``) or delete (``value=None``) of ``key`` at ``revision``; None: not
+    known yet, but newer than ``floor``, the newest revision seen when it landed."""
 
     key: str
     value: str | None
@@ -133,120 +130,124 @@ class Write:
     floor: int
 
 
-def _agrees(entry: Entry | None, shown: dict[str, Any] | None) -> bool:
-    """Whether an answer's view of a key fits the model's entry (unknown revisions fit
-    any)."""
-    if entry is None or shown is None:
-        return entry is None and shown is None
-    return (
-        entry.value == shown["value"]
-        and entry.version == shown["version"]
-        and entry.created in (None, shown["create_revision"])
-        and entry.modified in (None, shown["mod_revision"])
-    )
-
-
 @attrs.frozen
 class Keyspace:
-    """The reference model: the example's keys, its writes, and how far it compacted."""
+    """The reference model: the example's keys, its writes in revision order, the newest
+    and the first revision any answer showed, and how far the example compacted."""
 
     entries: dict[str, Entry] = attrs.field(factory=dict)
     writes: tuple[Write, ...] = ()
+    top: int = 0
+    #: The first revision seen: the example's keys did not exist then.
+    start: int = 0
     #: Reads below this revision must fail: a compaction up to it took effect.
     compacted: int = 0
+    #: The newest revision a read was refused at as compacted, though this example did
+    #: not compact that far (the listing asks etcd).
+    doubt: int = 0
 
-    def view(self, key: str) -> dict[str, Any] | None:
+    def view(self, key: str) -> View | None:
         entry = self.entries.get(key)
-        return None if entry is None else entry.view()
+        return None if entry is None else attrs.asdict(entry)
 
-    def listing(self) -> dict[str, dict[str, Any]]:
-        return {key: entry.view() for key, entry in sorted(self.entries.items())}
+    def agrees(self, key: str, shown: View | None) -> bool:
+        entry = self.entries.get(key)
+        if entry is None or shown is None:
+            return entry is None and shown is None
+        return entry.agrees(shown)
 
-    def put(self, key: str, value: str, revision: int | None, floor: int) -> Keyspace:
+    def mod_revision(self, key: str) -> int | None:
+        """The key's modification revision (0: it does not exist; None: not known)."""
+        entry = self.entries.get(key)
+        return 0 if entry is None else entry.mod_revision
+
+    def compare_with(self, key: str, back: int) -> int:
+        """The key's modification revision (0: it does not exist, or not known) or, with
+        ``back``, one it had before (a client that missed a write), or 0."""
+        had = [w.revision for w in self.writes if w.key == key and w.value and w.revision]
+        choices = [0, *had, self.mod_revision(key) or 0]
+        return choices[max(len(choices) - 1 - back, 0)]
+
+    def revision_back(self, back: int) -> int:
+        """The newest revision of the example's writes, or one ``back`` before it (the
+        first one: its first revision seen)."""
+        known = sorted({w.revision for w in self.writes if w.revision} | {self.start} - {0})
+        return known[max(len(known) - 1 - back, 0)]  # none yet: IndexError skips the command
+
+    def saw(self, revision: int) -> Keyspace:
+        return attrs.evolve(self, top=max(self.top, revision), start=self.start or revision)
+
+    def put(self, key: str, value: str, revision: int | None) -> Keyspace:
         old = self.entries.get(key)
-        entry = Entry(
-            value=value,
-            version=1 if old is None else old.version + 1,
-            created=revision if old is None else old.created,
-            modified=revision,
-        )
+        created = revision if old is None else old.create_revision
+        entry = Entry(value, old.version + 1 if old else 1, created, revision)
         return attrs.evolve(
-            self,
+            self.saw(revision or 0),
             entries={**self.entries, key: entry},
-            writes=(*self.writes, Write(key, value, revision, floor)),
+            writes=(*self.writes, Write(key, value, revision, self.top)),
         )
 
-    def delete(self, key: str, revision: int | None, floor: int) -> Keyspace:
+    def delete(self, key: str, revision: int | None) -> Keyspace:
         if key not in self.entries:
             return self
-        entries = {k: e for k, e in self.entries.items() if k != key}
         return attrs.evolve(
-            self, entries=entries, writes=(*self.writes, Write(key, None, revision, floor))
+            self.saw(revision or 0),
+            entries={k: e for k, e in self.entries.items() if k != key},
+            writes=(*self.writes, Write(key, None, revision, self.top)),
         )
 
     def compact(self, revision: int) -> Keyspace:
         return attrs.evolve(self, compacted=max(self.compacted, revision))
 
-    def revisions(self) -> list[int]:
-        """The revisions the example's writes are known to have, newest last."""
-        return sorted({w.revision for w in self.writes if w.revision is not None})
-
-    def values_at(self, key: str, revision: int) -> frozenset[str | None]:
-        """What reading ``key`` at ``revision`` may answer: its value then (None: it did
-        not exist). More than one when a write of unknown revision may come before."""
-        latest: tuple[int, str | None] = (0, None)
-        unsure: set[str | None] = set()
-        for write in self.writes:
-            if write.key != key:
-                continue
-            if write.revision is None:
-                if write.floor < revision:
-                    unsure.add(write.value)
-            elif latest[0] <= write.revision <= revision:
-                latest = (write.revision, write.value)
-        return frozenset({latest[1]} | unsure)
-
-    def agrees_with(self, listed: dict[str, dict[str, Any]]) -> Keyspace | None:
-        """This keyspace with the revisions it did not know taken from a listing of the
-        prefix; None if the listing contradicts it."""
-        if set(listed) != set(self.entries):
-            return None
-        entries = {}
-        learned: dict[tuple[str, str], int] = {}
-        for key, entry in self.entries.items():
-            shown = listed[key]
-            if not _agrees(entry, shown):
-                return None
-            if entry.modified is None:
-                learned[key, entry.value] = shown["mod_revision"]
-            entries[key] = Entry(
-                entry.value, entry.version, shown["create_revision"], shown["mod_revision"]
-            )
-        if entries == self.entries:
+    def learn(self, key: str, shown: View | None) -> Keyspace:
+        """This keyspace with the revisions of ``key`` it did not know taken from a view
+        that agrees with it (the last write of the key is the one shown)."""
+        entry = self.entries.get(key)
+        if entry is None or shown is None or entry == Entry(**shown):
             return self
         writes = list(self.writes)
-        for i in range(len(writes) - 1, -1, -1):  # the latest write of that value
-            write = writes[i]
-            found = learned.pop((write.key, write.value or ""), None) if write.value else None
-            if found is not None and write.revision is None:
-                writes[i] = attrs.evolve(write, revision=found)
+        last = max(i for i, write in enumerate(writes) if write.key == key)
+        writes[last] = attrs.evolve(writes[last], revision=shown["mod_revision"])
+        entries = {**self.entries, key: Entry(**shown)}
         return attrs.evolve(self, entries=entries, writes=tuple(writes))
 
+    def values_at(self, key: str, revision: int) -> list[str | None]:
+        """What reading ``key`` at ``revision`` may answer: its value then (None: it did
+        not exist). More than one when writes of unknown revision may come before it."""
+        value: str | None = None
+        options: set[str | None] = set()
+        for write in self.writes:
+            if write.revision is None:
+                if write.floor >= revision:
+                    break  # surely newer
+                options.add(value)  # the revision may come before this write
+            elif write.revision > revision:
+                break
+            else:
+                options.clear()
+            if write.key == key:
+                value = write.value
+        return sorted(options | {value}, key=str)
 
-def _fault(response: httpx.Response) -> str | None:
-    """The kind of fault the tool injected into the request (``--faults``), if any."""
-    fault = response.request.extensions.get("propworkload.fault")
-    return getattr(fault, "kind", None)
+
+def _grows(space: Keyspace, revision: int, *, wrote: bool) -> Keyspace:
+    """Check an answer's revision: never older than one seen before; for a write, newer."""
+    least = space.top + 1 if wrote else space.top
+    check("revisions_grow", holds=revision >= least, expected=f">={least}", actual=revision)
+    return space.saw(revision)
 
 
-def _error(response: httpx.Response) -> str:
-    """The gateway's error message of a refused request ("" for a 200)."""
-    if response.status_code == 200:
-        return ""
-    try:
-        return str(response.json().get("error", response.text))
-    except ValueError:
-        return response.text[:200]
+def _reads(space: Keyspace, key: str, shown: View | None, **ids: Any) -> Keyspace:
+    """Check what an answer shows of ``key`` against the model, and learn its revisions."""
+    check(
+        "read_your_writes",
+        holds=space.agrees(key, shown),
+        expected=space.view(key),
+        actual=shown,
+        key=key,
+        **ids,
+    )
+    return space.learn(key, shown)
 
 
 class Etcd(Model):
@@ -254,510 +255,214 @@ class Etcd(Model):
     under one key prefix per example, against a reference ``Keyspace``."""
 
     tenant_prefix = "pw_"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spaces = Possible(Keyspace())
-        self.sent = 0
-        #: The newest revision any answer showed.
-        self.seen = 0
-        #: A read refused as compacted that this example's compactions do not explain.
-        self.unexplained: tuple[str, int] | None = None
-
-    # -- talking to etcd ---------------------------------------------------------------
+    model_state = Keyspace
 
     @property
     def prefix(self) -> str:
         return f"{self.tenant}/"
 
-    def _call(
-        self, path: str, body: dict[str, Any], *, write: bool = False
-    ) -> tuple[httpx.Response | None, int, int]:
-        """POST ``body`` to the gateway through ``self.retry``: a read until it is
-        answered, a ``write`` once (as etcd's own client does: its writes are not
-        idempotent, and every copy that may have landed is one more possibility the model
-        must carry). Returns the answer (None if none came), how many earlier attempts
-        may have reached etcd before the answered one, and how many copies of it may
-        reach etcd after it (the tool's ``duplicate`` fault). etcd's temporary refusals
-        (429, 503, 504: overloaded, no leader, timed out) leave the outcome unknown, as a
-        lost answer does."""
-        attempts = 0
+    def _post(self, path: str, body: dict[str, Any], *statuses: int) -> httpx.Response:
+        """POST ``body``; a temporary refusal (overloaded, no leader, timed out) is an
+        unknown outcome."""
+        response = self.http.post(path, json=body)
+        if response.status_code in TEMPORARY:
+            raise httpx.TransportError(f"{response.status_code} {response.text[:200]}")
+        return expect_status(response, *statuses) if statuses else response
 
-        def send() -> httpx.Response:
-            nonlocal attempts
-            attempts += 1
-            response = self.http.post(path, json=body)
-            if response.status_code in TEMPORARY:
-                raise Unavailable(f"{response.status_code} {_error(response)}")
-            return response
+    @command(key=KEYS, value=VALUES)
+    def put(self, key: str, value: str) -> dict[str, Any]:
+        """Put ``value`` at the key; the answer shows what it replaced."""
+        body = {"key": _b64(self.prefix + key), "value": _b64(value), "prev_kv": True}
+        answer = self._post("/v3/kv/put", body, 200).json()
+        return {"revision": _revision(answer), "prev": _view(answer.get("prev_kv"))}
 
-        response = self.retry(send, attempts=1 if write else None)
-        if response is None:
-            return None, attempts, 0
-        return response, attempts - 1, int(_fault(response) == "duplicate")
+    @put.model
+    def put(space: Keyspace, out: Any, key: str, value: str) -> Keyspace:
+        if out is UNKNOWN:
+            return space.put(key, value, None)
+        space = _reads(space, key, out["prev"], step="prev_kv")
+        return _grows(space, out["revision"], wrote=True).put(key, value, out["revision"])
 
-    def _observe(self, response: httpx.Response, *, write_floor: int | None = None) -> int:
-        """Check the answer's revision: never older than one seen before, and for a write
-        newer than any seen before it was sent. Returns it."""
-        revision = _int(response.json()["header"].get("revision"))
-        if write_floor is None:
-            self.check(
-                "revisions_grow",
-                holds=revision >= self.seen,
-                expected=f">={self.seen}",
-                actual=revision,
-                prefix=self.prefix,
-            )
-        else:
-            self.check(
-                "revisions_grow",
-                holds=revision > write_floor,
-                expected=f">{write_floor}",
-                actual=revision,
-                prefix=self.prefix,
-            )
-        self.seen = max(self.seen, revision)
-        return revision
-
-    def _expect(self, response: httpx.Response) -> dict[str, Any]:
-        if response.status_code != 200:
-            request = response.request
-            raise AssertionError(
-                f"{request.url.path} returned {response.status_code}: {response.text[:200]}"
-            )
-        body: dict[str, Any] = response.json()
-        return body
-
-    def _range(self, key: str, revision: int = 0) -> httpx.Response | None:
-        body: dict[str, Any] = {"key": _b64(self.prefix + key)}
-        if revision:
-            body["revision"] = revision
-        response, _, _ = self._call("/v3/kv/range", body)
-        return response
-
-    # -- rules -------------------------------------------------------------------------
-
-    @rule(key=KEYS, prev_kv=st.booleans())
-    def put(self, key: str, prev_kv: bool) -> None:
-        """Put a value of its own (``v1``, ``v2``, ...) at the key; with ``prev_kv``, the
-        answer shows what it replaced."""
-        self.sent += 1
-        value = f"v{self.sent}"
-        floor = self.seen
-        body: dict[str, Any] = {"key": _b64(self.prefix + key), "value": _b64(value)}
-        if prev_kv:
-            body["prev_kv"] = True
-        response, earlier, later = self._call("/v3/kv/put", body, write=True)
-
-        def landed(space: Keyspace, revision: int | None = None) -> Keyspace:
-            return space.put(key, value, revision, floor)
-
-        if response is None:  # no answer: it may have been applied (even more than once)
-            for _ in range(earlier):
-                self.spaces = self.spaces.maybe(landed)
-            return
-        self._expect(response)
-        revision = self._observe(response, write_floor=floor)
-        if prev_kv:
-            before = response.json().get("prev_kv")
-            shown = None if before is None else _kv(before, self.prefix)[1]
-            # Earlier copies of this put may have landed first: then it replaced itself.
-            self.check(
-                "read_your_writes",
-                holds=any(
-                    _agrees(space.entries.get(key), shown)
-                    or (earlier and shown is not None and shown["value"] == value)
-                    for space in self.spaces
-                ),
-                expected=self.spaces.expected(lambda space: space.view(key)),
-                actual=shown,
-                prefix=self.prefix,
-                key=key,
-                step="prev_kv",
-            )
-        self._landed(lambda space: space.put(key, value, revision, floor), landed, earlier + later)
-
-    def _landed(self, answered: Any, copy: Any, copies: int) -> None:
-        """The model after an answered write that ``copies`` other copies of the request
-        may have repeated (with unknown revisions): each a pending write."""
-        spaces = self.spaces
-        for _ in range(copies):
-            spaces = spaces.maybe(copy)
-        self.spaces = spaces.then(answered)
-
-    @rule(key=KEYS)
-    def delete(self, key: str) -> None:
+    @command(key=KEYS)
+    def delete(self, key: str) -> dict[str, Any]:
         """Delete the key; the answer says how many keys went (0 or 1) and which."""
-        floor = self.seen
         body = {"key": _b64(self.prefix + key), "prev_kv": True}
-        response, earlier, _ = self._call("/v3/kv/deleterange", body, write=True)
+        answer = self._post("/v3/kv/deleterange", body, 200).json()
+        prev = [_view(kv) for kv in answer.get("prev_kvs", [])]
+        return {"revision": _revision(answer), "deleted": _int(answer.get("deleted")), "prev": prev}
 
-        def gone(space: Keyspace, revision: int | None = None) -> Keyspace:
-            return space.delete(key, revision, floor)
-
-        if response is None:
-            self.spaces = self.spaces.maybe(gone)
-            return
-        answer = self._expect(response)
-        deleted = _int(answer.get("deleted"))
-        revision = self._observe(response, write_floor=floor if deleted else None)
-        shown = [_kv(kv, self.prefix)[1] for kv in answer.get("prev_kvs", [])]
-
-        def fits(space: Keyspace) -> bool:
-            if deleted:  # it deleted the key the model has, as the model has it
-                return deleted == len(shown) == 1 and _agrees(space.entries.get(key), shown[0])
-            # Nothing to delete; or a copy of this request deleted it first.
-            return not shown and (key not in space.entries or earlier > 0)
-
-        self.check(
+    @delete.model
+    def delete(space: Keyspace, out: Any, key: str) -> Keyspace:
+        if out is UNKNOWN:
+            return space.delete(key, None)
+        shown = out["prev"]
+        check(
             "read_your_writes",
-            holds=any(fits(space) for space in self.spaces),
-            expected=self.spaces.expected(lambda space: space.view(key)),
-            actual=shown[0] if shown else f"deleted={deleted}",
-            prefix=self.prefix,
+            holds=out["deleted"] == len(shown) <= 1
+            and space.agrees(key, shown[0] if shown else None),
+            expected=space.view(key),
+            actual=shown[0] if shown else f"deleted={out['deleted']}",
             key=key,
             step="delete",
         )
-        at = revision if deleted else None
-        self.spaces = self.spaces.where(fits).then(lambda space: space.delete(key, at, floor))
+        space = _grows(space, out["revision"], wrote=bool(out["deleted"]))
+        return space.delete(key, out["revision"])
 
-    @rule(key=KEYS, based_on=BASED_ON)
-    def compare_and_swap(self, key: str, based_on: str) -> None:
-        """A transaction: if the key's modification revision is still the one the client
-        read (or, ``absent``, it does not exist), put a new value, else read the key."""
-        # Every rule sends the same requests whatever the service answered before (the
-        # faults drawn for them must not depend on it): a client unsure of the revision
-        # (an answer was lost) compares with the one it would have if the write landed.
-        space = self.spaces.states[-1]
-        modified = space.entries[key].modified or 0 if key in space.entries else 0
-        if based_on == "absent":
-            expect_revision = 0
-        elif based_on == "stale":
-            older = [
-                w.revision
-                for w in space.writes
-                if w.key == key and w.revision is not None and w.revision < modified
-            ]
-            # An older revision the key had, or one it never had.
-            expect_revision = older[-1] if older else max(modified - 1, 1)
-        else:
-            expect_revision = modified
-        self.sent += 1
-        value = f"v{self.sent}"
-        floor = self.seen
+    @command(
+        key=KEYS,
+        revision=BACK.flatmap(lambda back: from_state(lambda s, key: s.compare_with(key, back))),
+        value=VALUES,
+    )
+    def compare_and_swap(self, key: str, revision: int, value: str) -> dict[str, Any]:
+        """A transaction: if the key's modification revision is still ``revision``, put
+        ``value``, else read the key."""
         full = _b64(self.prefix + key)
         body = {
             "compare": [
-                {"key": full, "target": "MOD", "mod_revision": expect_revision, "result": "EQUAL"}
+                {"key": full, "target": "MOD", "mod_revision": revision, "result": "EQUAL"}
             ],
             "success": [{"request_put": {"key": full, "value": _b64(value)}}],
             "failure": [{"request_range": {"key": full}}],
         }
-        response, earlier, _ = self._call("/v3/kv/txn", body, write=True)
-
-        def holds(space: Keyspace) -> bool:
-            entry = space.entries.get(key)
-            return (entry.modified if entry else 0) == expect_revision
-
-        def swapped(space: Keyspace, revision: int | None = None) -> Keyspace:
-            return space.put(key, value, revision, floor) if holds(space) else space
-
-        if response is None:
-            self.spaces = self.spaces.maybe(swapped)
-            return
-        answer = self._expect(response)
+        answer = self._post("/v3/kv/txn", body, 200).json()
         succeeded = bool(answer.get("succeeded"))
-        sometimes(succeeded and based_on != "absent", "a compare-and-swap took")
-        sometimes(not succeeded and based_on == "stale", "a stale compare-and-swap was refused")
-        revision = self._observe(response, write_floor=floor if succeeded else None)
-        # A copy of the request that landed first (a retry) makes the answered one fail.
-        verdicts = self.spaces.values(holds)
-        self.check(
+        sometimes(succeeded and revision > 0, "a compare-and-swap took")
+        sometimes(not succeeded, "a compare-and-swap was refused")
+        kvs = [] if succeeded else answer["responses"][0]["response_range"].get("kvs", [])
+        current = _view(kvs[0]) if kvs else None
+        return {"revision": _revision(answer), "succeeded": succeeded, "current": current}
+
+    @compare_and_swap.model
+    def compare_and_swap(
+        space: Keyspace, out: Any, key: str, revision: int, value: str
+    ) -> Keyspace | None:
+        # An unknown revision is a write's own, newer than any the client compares with.
+        takes = space.mod_revision(key) == revision
+        if out is UNKNOWN:
+            return space.put(key, value, None) if takes else None
+        check(
             "cas_matches_model",
-            holds=succeeded in verdicts or (earlier > 0 and not succeeded),
-            expected=self.spaces.expected(lambda s: "succeeded" if holds(s) else "failed"),
-            actual="succeeded" if succeeded else "failed",
-            prefix=self.prefix,
+            expected="succeeded" if takes else "failed",
+            actual="succeeded" if out["succeeded"] else "failed",
             key=key,
-            mod_revision=expect_revision,
+            mod_revision=revision,
         )
-        if succeeded:
-            self.spaces = self.spaces.where(holds).then(
-                lambda space: space.put(key, value, revision, floor)
-            )
-            return
-        if earlier:
-            self.spaces = self.spaces.then(swapped)
-        else:
-            self.spaces = self.spaces.where(lambda space: not holds(space))
-        # A failed comparison ran the failure branch: a read of the key as it is.
-        ranged = answer.get("responses", [{}])[0].get("response_range", {}).get("kvs", [])
-        self._read_matches(key, ranged, step="compare_and_swap failed")
+        space = _grows(space, out["revision"], wrote=out["succeeded"])
+        if out["succeeded"]:
+            return space.put(key, value, out["revision"])
+        return _reads(space, key, out["current"], step="compare_and_swap failed")
 
-    def _read_matches(self, key: str, kvs: list[dict[str, Any]], **ids: Any) -> None:
-        """Check a read of ``key`` (its ``kvs``: one record, or none) against the model."""
-        shown = _kv(kvs[0], self.prefix)[1] if kvs else None
-        self.check(
-            "read_your_writes",
-            holds=any(_agrees(space.entries.get(key), shown) for space in self.spaces),
-            expected=self.spaces.expected(lambda space: space.view(key)),
-            actual=shown,
-            prefix=self.prefix,
-            key=key,
-            **ids,
-        )
-        self.spaces = self.spaces.where(lambda space: _agrees(space.entries.get(key), shown))
-
-    @rule(key=KEYS)
-    def read(self, key: str) -> None:
+    @command(key=KEYS, idempotent=True)
+    def read(self, key: str) -> dict[str, Any]:
         """Read the key now (a linearizable read)."""
-        response = self._range(key)
-        if response is None:
-            return
-        kvs = self._expect(response).get("kvs", [])
-        self._observe(response)
-        self._read_matches(key, kvs)
+        answer = self._post("/v3/kv/range", {"key": _b64(self.prefix + key)}, 200).json()
+        kvs = answer.get("kvs", [])
+        return {"revision": _revision(answer), "kv": _view(kvs[0]) if kvs else None}
 
-    @rule(key=KEYS, back=BACK)
-    def read_old(self, key: str, back: int) -> None:
-        """Read the key at the revision of one of the example's earlier writes: the value
-        it had then, or the compacted-revision error if a compaction passed it."""
-        revisions = self.spaces.states[-1].revisions() or [self.seen]
-        revision = revisions[max(len(revisions) - 1 - back, 0)]
-        response = self._range(key, revision)
-        if response is None:
-            return
-        if response.status_code == 200:
-            self._observe(response)  # the header has the current revision
-            kvs = response.json().get("kvs", [])
-            actual: str | None = _kv(kvs[0], self.prefix)[1]["value"] if kvs else None
-            sometimes(back > 0, "read an old revision")
-        elif COMPACTED in _error(response):
-            actual = "compacted"
-        else:
-            raise AssertionError(f"range at revision {revision}: {response.text[:200]}")
-        if actual == "compacted" and not all(revision < s.compacted for s in self.spaces):
-            # Not surely compacted by this example (a compaction of unknown outcome does
-            # not prove it either): by another client of the cluster, or not at all. The
-            # next invariant asks etcd (a rule's requests must not depend on answers).
-            self.unexplained = (key, revision)
-            return
-
-        def expected(space: Keyspace) -> frozenset[str | None]:
-            if revision < space.compacted:
-                return frozenset({"compacted"})
-            return space.values_at(key, revision)
-
-        possible = self.spaces.values(expected)
-        refusal = all(revision < space.compacted for space in self.spaces)
-        self.check(
-            "compacted_revision_refused" if refusal else "old_revisions_readable",
-            holds=any(actual in values for values in possible),
-            expected=_describe_values(possible),
-            actual=actual,
-            prefix=self.prefix,
-            key=key,
-            revision=revision,
-        )
-        self.spaces = self.spaces.where(lambda space: actual in expected(space))
-
-    def _compacted_by_others(self, key: str, revision: int) -> None:
-        """A read at ``revision`` was refused as compacted, though this example compacted
-        no further: a compaction just above it asks etcd, and fails only if it already
-        passed (another client of the cluster compacted)."""
-        response = self.http.post("/v3/kv/compaction", json={"revision": revision + 1})
-        already = COMPACTED in _error(response)
-        if not already:
-            self._expect(response)
-            self.spaces = self.spaces.then(lambda space: space.compact(revision + 1))
-        self.check(
-            "old_revisions_readable",
-            holds=already,
-            expected=_describe_values(
-                self.spaces.values(lambda space: space.values_at(key, revision))
-            ),
-            actual="compacted",
-            prefix=self.prefix,
-            key=key,
-            revision=revision,
-        )
-        if already:
-            self.spaces = self.spaces.then(lambda space: space.compact(revision + 1))
-
-    @rule(back=BACK)
-    def compact(self, back: int) -> None:
-        """Compact the cluster's history up to the revision of an earlier write of the
-        example (reads below it must fail from now on)."""
-        revisions = self.spaces.states[-1].revisions() or [1]
-        revision = revisions[max(len(revisions) - 1 - back, 0)]
-        response, _, _ = self._call("/v3/kv/compaction", {"revision": revision}, write=True)
-        if response is None:
-            self.spaces = self.spaces.maybe(lambda space: space.compact(revision))
-            return
-        refused = COMPACTED in _error(response)
-        if not refused:
-            self._expect(response)
-        # A compaction at or below the last one is refused; so is one that a copy of the
-        # request, or another client of the cluster, already made.
-        sometimes(refused, "a compaction was refused")
-        self.check(
-            "compacted_revision_refused",
-            holds=refused or any(revision > space.compacted for space in self.spaces),
-            expected=f"refused (compacted up to {self.spaces.expected(lambda s: s.compacted)})",
-            actual="compacted",
-            prefix=self.prefix,
-            revision=revision,
-        )
-        self.spaces = self.spaces.then(lambda space: space.compact(revision))
-
-    @invariant()
-    def keys_match_model(self) -> None:
-        if self.unexplained is not None:
-            self._compacted_by_others(*self.unexplained)
-            self.unexplained = None
-        end = self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)
-        response = self.http.post(
-            "/v3/kv/range", json={"key": _b64(self.prefix), "range_end": _b64(end)}
-        )
-        answer = self._expect(response)
-        self._observe(response)
-        listed = dict(_kv(kv, self.prefix) for kv in answer.get("kvs", []))
-        self.check(
-            "keys_match_model",
-            holds=_int(answer.get("count")) == len(listed),
-            expected=len(listed),
-            actual=_int(answer.get("count")),
-            prefix=self.prefix,
-            field="count",
-        )
-        self.spaces = self.spaces.refine(lambda space: space.agrees_with(listed))
-        self.check(
-            "keys_match_model",
-            holds=listed in self.spaces.values(Keyspace.listing),
-            expected=self.spaces.expected(Keyspace.listing),
-            actual=listed,
-            prefix=self.prefix,
-        )
-
-    # -- concurrent mode (--concurrency K) -------------------------------------------
-    # Clients put, read, delete and compare-and-swap two shared keys at once. The state
-    # is the keys' (value, modification revision) and the newest revision a write got
-    # ("top"); a write's answer (put, a delete that deleted, a swap that took) must carry
-    # a newer revision than every write linearized before it.
-
-    model_state = dict
-    final_operations = ("observe",)
-
-    @operation(key=st.sampled_from(["x", "y"]), value=st.sampled_from(["1", "2", "3"]))
-    def set(self, key: str, value: str) -> int:
-        body = {"key": _b64(self.prefix + key), "value": _b64(value)}
-        return _int(self._expect(self.http.post("/v3/kv/put", json=body))["header"]["revision"])
-
-    @set.model
-    def set(state: dict[str, Any], output: Any, key: str, value: str) -> tuple[bool, Any]:
-        top = state.get("top", 0)
-        if output is UNKNOWN:
-            # Its revision is unknown: later writes may carry any newer one.
-            return True, {**state, key: (value, None), "top": top}
-        return output > top, {**state, key: (value, output), "top": output}
-
-    @operation(key=st.sampled_from(["x", "y"]))
-    def get(self, key: str) -> Any:
-        kvs = self._expect(self.http.post("/v3/kv/range", json={"key": _b64(self.prefix + key)}))
-        found = kvs.get("kvs", [])
-        if not found:
+    @read.model
+    def read(space: Keyspace, out: Any, key: str) -> Keyspace | None:
+        if out is UNKNOWN:
             return None
-        return [_text(found[0].get("value")), _int(found[0].get("mod_revision"))]
+        return _reads(_grows(space, out["revision"], wrote=False), key, out["kv"])
 
-    @get.model
-    def get(state: dict[str, Any], output: Any, key: str) -> tuple[bool, Any]:
-        if output is UNKNOWN:
-            return True, state
-        held = state.get(key)
-        if held is None:
-            return output is None, state
-        if output is None or output[0] != held[0]:
-            return False, state
-        if held[1] is None:  # a write of unknown outcome: now its revision is known (it
-            # came before the later writes' revisions, which were checked without it)
-            top = max(state.get("top", 0), output[1])
-            return True, {**state, key: (held[0], output[1]), "top": top}
-        return held[1] == output[1], state
+    @command(key=KEYS, at=AT, idempotent=True)
+    def read_old(self, key: str, at: int) -> dict[str, Any]:
+        """Read the key at an earlier revision: the value it had then, or etcd's refusal
+        when that revision is compacted."""
+        response = self._post("/v3/kv/range", {"key": _b64(self.prefix + key), "revision": at})
+        if COMPACTED in response.text:
+            reachable("a read was refused as compacted")
+            return {"refused": "compacted"}
+        answer = expect_status(response, 200).json()
+        kvs = answer.get("kvs", [])
+        return {"revision": _revision(answer), "value": _text(kvs[0]["value"]) if kvs else None}
 
-    @operation(key=st.sampled_from(["x", "y"]))
-    def remove(self, key: str) -> list[int]:
-        body = {"key": _b64(self.prefix + key)}
-        answer = self._expect(self.http.post("/v3/kv/deleterange", json=body))
-        return [_int(answer.get("deleted")), _int(answer["header"]["revision"])]
+    @read_old.model
+    def read_old(space: Keyspace, out: Any, key: str, at: int) -> Keyspace | None:
+        if out is UNKNOWN:
+            return None
+        if at < space.compacted:
+            actual = out.get("refused", out.get("value"))
+            check("compacted_revision_refused", expected="compacted", actual=actual, key=key, at=at)
+            return None
+        if "refused" in out:  # by another client of the cluster, or wrongly: listing asks
+            return attrs.evolve(space, doubt=max(space.doubt, at))
+        values = space.values_at(key, at)
+        check(
+            "old_revisions_readable",
+            holds=out["value"] in values,
+            expected=values[0] if len(values) == 1 else {"one of": values},
+            actual=out["value"],
+            key=key,
+            at=at,
+        )
+        return _grows(space, out["revision"], wrote=False)
 
-    @remove.model
-    def remove(state: dict[str, Any], output: Any, key: str) -> tuple[bool, Any]:
-        after = {k: v for k, v in state.items() if k != key}
-        if output is UNKNOWN:
-            return True, after
-        deleted, revision = output
-        if deleted != (1 if key in state else 0):
-            return False, state
-        if not deleted:
-            return True, state
-        # A delete is a write: its revision is newer than every one before it.
-        return revision > state.get("top", 0), {**after, "top": revision}
+    @command(at=AT, idempotent=True)
+    def compact(self, at: int) -> bool:
+        """Compact the cluster's history up to ``at`` (reads below it must fail from now
+        on); answers whether etcd refused, as it must when it already compacted that far."""
+        response = self._post("/v3/kv/compaction", {"revision": at})
+        refused = COMPACTED in response.text
+        if not refused:
+            expect_status(response, 200)
+        sometimes(refused, "a compaction was refused")
+        return refused
 
-    @operation(
-        key=st.sampled_from(["x", "y"]),
-        expected=st.sampled_from([None, "1", "2", "3"]),
-        value=st.sampled_from(["1", "2", "3"]),
-    )
-    def swap(self, key: str, expected: str | None, value: str) -> Any:
-        """Compare-and-swap on the value: put ``value`` if the key holds ``expected``
-        (None: if it does not exist)."""
-        full = _b64(self.prefix + key)
-        if expected is None:
-            compare = {"key": full, "target": "VERSION", "version": 0, "result": "EQUAL"}
-        else:
-            compare = {"key": full, "target": "VALUE", "value": _b64(expected), "result": "EQUAL"}
-        body = {
-            "compare": [compare],
-            "success": [{"request_put": {"key": full, "value": _b64(value)}}],
-        }
-        answer = self._expect(self.http.post("/v3/kv/txn", json=body))
-        return [bool(answer.get("succeeded")), _int(answer["header"]["revision"])]
+    @compact.model
+    def compact(space: Keyspace, refused: Any, at: int) -> Keyspace:
+        # Refused also when a lost attempt, or another client of the cluster, did it.
+        if refused is not UNKNOWN:
+            check(
+                "compacted_revision_refused",
+                holds=refused or at > space.compacted,
+                expected=f"refused (compacted up to {space.compacted})",
+                actual="compacted",
+                at=at,
+            )
+        return space.compact(at)
 
-    @swap.model
-    def swap(
-        state: dict[str, Any], output: Any, key: str, expected: str | None, value: str
-    ) -> tuple[bool, Any]:
-        held = state.get(key)
-        takes = (held is None) if expected is None else (held is not None and held[0] == expected)
-        top = state.get("top", 0)
-        if output is UNKNOWN:
-            return True, ({**state, key: (value, None)} if takes else state)
-        succeeded, revision = output
-        if succeeded != takes:
-            return False, state
-        if not succeeded:
-            return True, state
-        return revision > top, {**state, key: (value, revision), "top": revision}
-
-    @operation()
-    def observe(self) -> Any:
+    @observation
+    def listing(self) -> dict[str, Any]:
+        """Every key under the example's prefix, in one range. After a read refused as
+        compacted that the example's compactions do not explain, a compaction just above
+        it asks etcd whether that history is gone: etcd refuses it only if so."""
         end = self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)
         body = {"key": _b64(self.prefix), "range_end": _b64(end)}
-        kvs = self._expect(self.http.post("/v3/kv/range", json=body)).get("kvs", [])
-        return {_kv(kv, self.prefix)[0]: _text(kv.get("value")) for kv in kvs}
+        answer = self._post("/v3/kv/range", body, 200).json()
+        keys = {_text(kv["key"])[len(self.prefix) :]: _view(kv) for kv in answer.get("kvs", [])}
+        seen = {"revision": _revision(answer), "count": _int(answer.get("count")), "keys": keys}
+        doubt = max(space.doubt for space in self.possible)
+        if doubt:  # (observations get no faults: this request is no draw of the example)
+            probe = self._post("/v3/kv/compaction", {"revision": doubt + 1}, 200, 400)
+            seen["probe"] = {"at": doubt + 1, "gone": COMPACTED in probe.text}
+        return seen
 
-    @observe.model
-    def observe(state: dict[str, Any], output: Any) -> tuple[bool, Any]:
-        if output is UNKNOWN:
-            return True, state
-        values = {k: v[0] for k, v in state.items() if k != "top"}
-        return output == values, state
-
-
-def _describe_values(possible: list[frozenset[str | None]]) -> Any:
-    """What a read at an old revision may answer, for a failure line."""
-    options = sorted({v for values in possible for v in values}, key=str)
-    return options[0] if len(options) == 1 else {"one of": options}
+    @listing.model
+    def listing(space: Keyspace, seen: dict[str, Any]) -> Keyspace:
+        listed: dict[str, View] = seen["keys"]
+        check("keys_match_model", expected=len(listed), actual=seen["count"], field="count")
+        check(
+            "keys_match_model",
+            holds=set(listed) == set(space.entries)
+            and all(space.agrees(key, view) for key, view in listed.items()),
+            expected={key: space.view(key) for key in sorted(space.entries)},
+            actual=dict(sorted(listed.items())),
+        )
+        space = _grows(space, seen["revision"], wrote=False)
+        if "probe" in seen:  # etcd compacted up to it, now if not before
+            at = seen["probe"]["at"]
+            check(
+                "old_revisions_readable",
+                holds=seen["probe"]["gone"] or at > space.doubt + 1,
+                expected="readable (etcd had not compacted past it)",
+                actual="refused as compacted",
+                at=space.doubt,
+            )
+            space = attrs.evolve(space.compact(at), doubt=0)
+        for key, view in listed.items():
+            space = space.learn(key, view)
+        return space
 
 
 if __name__ == "__main__":
