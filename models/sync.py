@@ -3,41 +3,51 @@
 Run it as a workload (against $APP_URL, or the embedded sample service when unset)::
 
     python3 models/sync.py
-    propworkload run models/sync.py --url http://127.0.0.1:8000
+    propworkload run models/sync.py --url http://127.0.0.1:8000 [--faults all] [--concurrency 3]
 
 The reference model is a frozen ``Store``: the live records and the store's revision (each
-write or delete takes the next one, as the record's new version). Rules write (by name, or
-a new record the service names), delete and read records, and between them a sync client
-pulls the change feed, one page at a time, into its replica: each example starts it from
-scratch (no cursor, an empty replica), and once a sync is complete it keeps pulling from
-its cursor, as a client that stays in sync does. Whenever a page says there is no more,
-the replica must equal the model's records (``sync_complete``), and no change may come
-twice (``delivered_once``). ``service_matches_model`` compares the full listing with the
-model after every step.
+write or delete takes the next one, as the record's new version). Commands write (by name,
+or a new record the service names), delete and read records, and a sync client pulls the
+change feed, one page at a time, into its replica: each client starts from scratch (no
+cursor, an empty replica), and once a sync is complete it keeps pulling from its cursor, as
+a client that stays in sync does. No change may come to it twice (``delivered_once``), and
+whenever a page says there is no more, its replica must equal the records
+(``sync_complete``). The observations compare the full listing (``records_match_model``)
+and a fresh client's sync of the whole feed with the model after every step, and at the
+end of every parallel program.
 
-Shaped for shrinking: every example starts with a write (the other rules wait for one),
-and one ``write`` rule covers PUT, conditional PUT and POST, so that a failure shrinks to
-the few steps that show it.
+The cursor and the replica are the client's, not the service's: they live on the client
+(each client of a parallel program syncs on its own), and a pull returns what the model
+function needs to judge it, the version of each record the client had before the page and
+its replica once complete. Every write sends an Idempotency-Key and is retried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import attrs
 import httpx
 from hypothesis import strategies as st
 
-from propworkload import Model, Possible, invariant, main, precondition, rule, sometimes
+from propworkload import (
+    UNKNOWN,
+    Model,
+    check,
+    command,
+    expect_status,
+    from_state,
+    main,
+    observation,
+    sometimes,
+)
 
-#: The records the rules write, read and delete, by the names clients give them.
+#: The records clients write, read and delete, by the names they give them.
 IDS = st.sampled_from(("a", "b"))
-#: What a write writes: one of those, or (None) a new record the service names.
+#: What a write writes: one of those, or (None) a new record the service names; one command
+#: for both, so that a failure found with creates shrinks to writes of "a".
 WRITTEN = st.sampled_from(("a", "b", None))
-#: What a write is based on: nothing (unconditional), the record's current version, or an
-#: older one (a client that missed the last write).
-BASED_ON = st.sampled_from((None, "current", "stale"))
+VALUES = st.sampled_from(("x", "y"))
 
 
 @attrs.frozen
@@ -50,374 +60,227 @@ class Record:
 
 @attrs.frozen
 class Store:
-    """The reference model: the store's live records by id, and its revision."""
+    """The reference model: the store's live records by id, and its revision. A record
+    created by a request whose answer never came is named ``?VERSION`` until a listing
+    or a replica shows its id."""
 
     records: dict[str, Record] = attrs.field(factory=dict)
     revision: int = 0
-    #: Idempotency key of each create that landed -> the record's id; "?KEY" while the
-    #: id is unknown (the create's answer never came).
-    created: dict[str, str] = attrs.field(factory=dict)
+
+    def version_of(self, record_id: str | None) -> int | None:
+        return self.records[record_id].version if record_id in self.records else None
 
     def view(self, record_id: str) -> dict[str, Any] | None:
         """What reading the record should answer: the record, or None (404)."""
-        record = self.records.get(record_id)
-        if record is None:
-            return None
-        return {"id": record_id, "value": record.value, "version": record.version}
+        return next((r for r in self.listing() if r["id"] == record_id), None)
 
     def listing(self) -> list[dict[str, Any]]:
-        """What the full listing should show: the live records by id."""
+        """The live records by id, as the listing (and a complete replica) shows them."""
         return [
             {"id": rid, "value": r.value, "version": r.version}
             for rid, r in sorted(self.records.items())
         ]
 
-    def version_of(self, record_id: str) -> int | None:
-        record = self.records.get(record_id)
-        return None if record is None else record.version
-
     def put(self, record_id: str, value: str) -> Store:
         """The store after writing ``value`` to the record (creating it if need be)."""
         revision = self.revision + 1
-        records = {**self.records, record_id: Record(value, revision)}
-        return attrs.evolve(self, records=records, revision=revision)
-
-    def accepts(self, record_id: str, version: int) -> bool:
-        """Whether a write based on ``version`` applies: only to the live record's current
-        version (any other would overwrite a write its sender never saw)."""
-        return self.version_of(record_id) == version
-
-    def put_if(self, record_id: str, value: str, version: int) -> Store:
-        return self.put(record_id, value) if self.accepts(record_id, version) else self
+        return Store({**self.records, record_id: Record(value, revision)}, revision)
 
     def delete(self, record_id: str) -> Store:
         """The store after deleting the record (nothing happens if it does not exist)."""
         if record_id not in self.records:
             return self
         records = {rid: r for rid, r in self.records.items() if rid != record_id}
-        return attrs.evolve(self, records=records, revision=self.revision + 1)
+        return Store(records, self.revision + 1)
 
-    def create(self, key: str, record_id: str | None, value: str) -> Store:
-        """The store once the create with ``key`` landed; a key that landed before
-        changes nothing."""
-        if key in self.created:
-            return self
-        rid = record_id or f"?{key}"
-        revision = self.revision + 1
-        return Store(
-            records={**self.records, rid: Record(value, revision)},
-            revision=revision,
-            created={**self.created, key: rid},
+    def named(self, seen: list[dict[str, Any]]) -> Store:
+        """This store, with the ids of records created unseen taken from ``seen`` (a
+        listing or replica): the record there at the same version, whose id is new."""
+        ids = {r["version"]: r["id"] for r in seen if r["id"] not in self.records}
+        records = {
+            ids.get(r.version, rid) if rid.startswith("?") else rid: r
+            for rid, r in self.records.items()
+        }
+        return attrs.evolve(self, records=records)
+
+
+@attrs.define
+class Replica:
+    """A sync client's own state: its cursor, and the latest change (or tombstone) of
+    each record it was given."""
+
+    cursor: str | None = None
+    changes: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def pull(self, http: httpx.Client, url: str, limit: int) -> dict[str, Any]:
+        """Pull the page after the cursor into the replica: the changes, each with the
+        version the client had before (``had``), and the live records once the page
+        says there is no more (None before)."""
+        cursor = {} if self.cursor is None else {"cursor": self.cursor}
+        params: dict[str, Any] = {"limit": limit, **cursor}
+        page = expect_status(http.get(url, params=params), 200).json()
+        changes = []
+        for change in page["data"]:
+            had = self.changes.get(change["id"], {}).get("version")
+            changes.append({**change, "had": had})
+            self.changes[change["id"]] = change
+        self.cursor = page["next_cursor"]
+        live = [c for _, c in sorted(self.changes.items()) if not c["deleted"]]
+        replica = [{k: c[k] for k in ("id", "value", "version")} for c in live]
+        return {"changes": changes, "replica": None if page["has_more"] else replica}
+
+
+def synced(store: Store, pulled: dict[str, Any]) -> Store | None:
+    """Check a page a client pulled: no change it had already, and, once the sync is
+    complete, its replica holds exactly the live records."""
+    if pulled is UNKNOWN:
+        return None
+    for change in pulled["changes"]:
+        had = change["had"]
+        check(
+            "delivered_once",
+            holds=had is None or change["version"] > had,
+            expected=f"a version after {had}",
+            actual=change,
+            record=change["id"],
         )
-
-    def agrees_with(self, listed: list[dict[str, Any]]) -> Store | None:
-        """This store, with the ids of created records it did not know taken from the
-        service's listing (the one listed record with the same version); None if the
-        listing contradicts it."""
-        unknown = [rid for rid in self.records if rid.startswith("?")]
-        store = self
-        if unknown:
-            by_version = {item["version"]: item["id"] for item in listed}
-            renamed = {}
-            for rid in unknown:
-                listed_id = by_version.get(self.records[rid].version)
-                if listed_id is None or listed_id in self.records:
-                    return None
-                renamed[rid] = listed_id
-            store = Store(
-                records={renamed.get(rid, rid): r for rid, r in self.records.items()},
-                revision=self.revision,
-                created={k: renamed.get(rid, rid) for k, rid in self.created.items()},
-            )
-        return store if store.listing() == listed else None
-
-
-def _expect(response: httpx.Response, *statuses: int) -> httpx.Response:
-    """The response, if its status is one the API documents for this call."""
-    if response.status_code not in statuses:
-        request = response.request
-        raise AssertionError(
-            f"{request.method} {request.url.path} returned {response.status_code}, "
-            f"expected {' or '.join(map(str, statuses))}: {response.text[:200]}"
-        )
-    return response
-
-
-def _verdict(accepted: bool) -> str:
-    return "accepted" if accepted else "refused"
+    replica = pulled["replica"]
+    if replica is None:
+        return None
+    learned = store.named(replica)
+    check("sync_complete", expected=learned.listing(), actual=replica)
+    return learned
 
 
 class Sync(Model):
-    """Records written, created and deleted while a client syncs them through the change
-    feed, one page at a time, into a replica.
-
-    Every write carries an Idempotency-Key and goes through ``self.retry``; when no attempt
-    is answered, the write is pending in ``Possible`` (``maybe``) and later observations
-    (the listing, a read, a completed sync) decide whether it landed. Reads and pulls are
-    retried as they are: they change nothing.
-    """
+    """Records written, created and deleted while clients sync them through the change
+    feed, one page at a time, into replicas of their own."""
 
     sample = "sync"
     tenant_prefix = "st_"
+    model_state = Store
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.stores = Possible(Store())
-        self.sent = 0
-        # The sync client: its cursor (None: from the start), its replica of the records,
-        # and the latest version of each record (or tombstone) it was given.
-        self.cursor: str | None = None
-        self.replica: dict[str, dict[str, Any]] = {}
-        self.delivered: dict[str, int] = {}
-
-    # -- writers -------------------------------------------------------------------
-
-    def _key(self) -> str:
-        self.sent += 1
-        return f"w{self.sent}"
+    @property
+    def replica(self) -> Replica:
+        """This client's replica (made on first use: parallel clients skip __init__)."""
+        replica: Replica = self.__dict__.setdefault("_replica", Replica())
+        return replica
 
     def _record_url(self, record_id: str) -> str:
         return f"/stores/{self.tenant}/records/{record_id}"
 
-    def _written(
-        self, record_id: str, actual: dict[str, Any], after: Callable[[Store], Store]
-    ) -> None:
-        """Check the record a write answered: the value written, at the next version."""
-
-        def answer(store: Store) -> dict[str, Any] | None:
-            return after(store).view(record_id)
-
-        self.check(
-            "read_your_writes",
-            holds=actual in self.stores.values(answer),
-            expected=self.stores.expected(answer),
-            actual=actual,
-            store=self.tenant,
-            record=record_id,
-        )
-        self.stores = self.stores.where(lambda store: answer(store) == actual)
-
-    @rule(record_id=WRITTEN, based_on=BASED_ON)
-    def write(self, record_id: str | None, based_on: str | None) -> None:
-        """Write the record (``PUT``, creating it if need be), or, for ``record_id=None``,
-        create a new one that the service names (``POST``). Each write sends a value of
-        its own (``v1``, ``v2``, ...), so that a stale copy shows which write it missed.
-
-        With ``based_on``, the write carries the version the client last saw, and applies
-        only if the record still has it: the current one, or (``stale``) an older one, as a
-        client that missed the last write would send. A client that saw no version (the
-        record does not exist, or its version is unsure) writes unconditionally.
-        """
-        key = self._key()
-        value = f"v{self.sent}"
-        if record_id is None:
-            self._create(key, value)
-            return
-        version: int | None = None
-        versions = self.stores.values(lambda store: store.version_of(record_id))
-        if based_on is not None and len(versions) == 1 and versions[0] is not None:
-            version = versions[0] - 1 if based_on == "stale" else versions[0]
-            if version < 1:  # there was no older version
-                version = None
-        self._put(key, record_id, value, version)
-
-    def _put(self, key: str, record_id: str, value: str, version: int | None) -> None:
-        """PUT the record; with ``version``, only if that is still its version."""
+    @command(
+        record=WRITTEN,
+        value=VALUES,
+        # None: unconditional; else based on the current version, or an older one, as a
+        # client that missed the last write would send.
+        version=st.none()
+        | from_state(lambda store, record: store.version_of(record))
+        | from_state(lambda store, record: (store.version_of(record) or 1) - 1 or None),
+        idempotent=True,
+    )
+    def write(self, record: str | None, value: str, version: int | None) -> Any:
+        """Write the record (``PUT``, creating it if need be), or, for ``record=None``,
+        create a new one the service names (``POST``; 200: an earlier attempt made it).
+        With ``version``, only if that is still the record's version. Returns the record
+        written, or the error code of a refusal."""
+        headers = {"Idempotency-Key": self.operation_key}
+        if record is None:
+            url = f"/stores/{self.tenant}/records"
+            response = self.http.post(url, json={"value": value}, headers=headers)
+            return expect_status(response, 200, 201).json()
         body: dict[str, Any] = {"value": value}
         if version is not None:
             body["version"] = version
-        url = self._record_url(record_id)
-        response = self.retry(
-            lambda: self.http.put(url, json=body, headers={"Idempotency-Key": key})
-        )
+        response = self.http.put(self._record_url(record), json=body, headers=headers)
+        answer = expect_status(response, 200, 201, 409).json()
+        sometimes(response.status_code == 409, "a write based on a stale version was refused")
+        return answer["error"] if response.status_code == 409 else answer
 
-        def after(store: Store) -> Store:
-            if version is None:
-                return store.put(record_id, value)
-            return store.put_if(record_id, value, version)
-
-        if response is None:  # every attempt failed: it may or may not have been written
-            self.stores = self.stores.maybe(after, key=key)
-            return
-        accepted = _expect(response, 200, 201, 409).status_code != 409
-        if not accepted and (version is None or response.json()["error"] != "version_conflict"):
-            raise AssertionError(f"the write was refused: {response.text[:200]}")
-        if version is not None:
-            self._conditional(record_id, version, accepted)
-        if accepted:
-            self._written(record_id, response.json(), after)
-        self.stores = self.stores.then(after, key=key)
-
-    def _conditional(self, record_id: str, version: int, accepted: bool) -> None:
-        """Check whether a write based on ``version`` was taken or refused."""
-
-        def verdict(store: Store) -> str:
-            return "accepted" if store.accepts(record_id, version) else "refused"
-
-        sometimes(not accepted, "a write based on a stale version was refused")
+    @write.model
+    def write(store: Store, out: Any, record: str | None, value: str, version: int | None) -> Store:
+        if record is None:
+            if out is UNKNOWN:
+                return store.put(f"?{store.revision + 1}", value)
+            # Its version is the listing's to check, right after.
+            check("read_your_writes", expected=value, actual=out["value"], record=out["id"])
+            return store.put(out["id"], value)
         # A write based on a version the record no longer has would overwrite a write its
         # sender never saw: it must be refused, and one based on the current version taken.
-        self.check(
-            "no_lost_writes",
-            holds=_verdict(accepted) in self.stores.values(verdict),
-            expected=self.stores.expected(verdict),
-            actual=_verdict(accepted),
-            store=self.tenant,
-            record=record_id,
-            version=version,
-        )
-        self.stores = self.stores.where(lambda store: verdict(store) == _verdict(accepted))
+        applies = version is None or store.version_of(record) == version
+        if out is not UNKNOWN:
+            if version is not None:
+                accepted = isinstance(out, dict)  # not the error code of a refusal
+                check("no_lost_writes", expected=applies, actual=accepted, record=record)
+            if applies:
+                after = store.put(record, value).view(record)
+                check("read_your_writes", expected=after, actual=out, record=record)
+        return store.put(record, value) if applies else store
 
-    def _create(self, key: str, value: str) -> None:
-        response = self.retry(
-            lambda: self.http.post(
-                f"/stores/{self.tenant}/records",
-                json={"value": value},
-                headers={"Idempotency-Key": key},
-            )
-        )
-        if response is None:
-            self.stores = self.stores.maybe(lambda store: store.create(key, None, value), key=key)
-            return
-        # 201 created; 200 when an earlier attempt (whose answer was lost) created it. Its
-        # version is checked by the listing right after.
-        created = _expect(response, 200, 201).json()
-        self.check(
-            "read_your_writes",
-            expected=value,
-            actual=created["value"],
-            store=self.tenant,
-            record=created["id"],
-        )
-        record_id = created["id"]
-        self.stores = self.stores.then(lambda store: store.create(key, record_id, value), key=key)
+    # Not idempotent: a key replays only a delete that succeeded, so a copy of one that
+    # found nothing (404) may delete the record a racing client writes meanwhile.
+    @command(record=IDS)
+    def delete(self, record: str) -> bool:
+        """Delete the record: True (204), or False (404) if it does not exist."""
+        headers = {"Idempotency-Key": self.operation_key}
+        response = self.http.delete(self._record_url(record), headers=headers)
+        return expect_status(response, 204, 404).status_code == 204
 
-    @precondition(lambda self: self.sent > 0)
-    @rule(record_id=IDS)
-    def delete(self, record_id: str) -> None:
-        """Delete the record: 204, or 404 if it does not exist."""
-        key = self._key()
-        response = self.retry(
-            lambda: self.http.delete(self._record_url(record_id), headers={"Idempotency-Key": key})
-        )
+    @delete.model
+    def delete(store: Store, deleted: Any, record: str) -> Store:
+        if deleted is not UNKNOWN:
+            check("records_match_model", expected=record in store.records, actual=deleted)
+        return store.delete(record)
 
-        def after(store: Store) -> Store:
-            return store.delete(record_id)
+    @command(record=IDS, idempotent=True)
+    def read(self, record: str) -> dict[str, Any] | None:
+        """Read the record: what was last written to it, or None (404) once deleted."""
+        response = expect_status(self.http.get(self._record_url(record)), 200, 404)
+        return response.json() if response.status_code == 200 else None
 
-        if response is None:
-            self.stores = self.stores.maybe(after, key=key)
-            return
-        answer = "deleted" if _expect(response, 204, 404).status_code == 204 else "no_such_record"
+    @read.model
+    def read(store: Store, out: Any, record: str) -> None:
+        if out is not UNKNOWN:
+            check("read_your_writes", expected=store.view(record), actual=out, record=record)
 
-        def expected(store: Store) -> str:
-            return "deleted" if record_id in store.records else "no_such_record"
+    @command(
+        limit=st.integers(min_value=2, max_value=3),
+        requires=lambda store: store.revision > 0,  # nothing to sync before a write
+        idempotent=True,
+    )
+    def pull(self, limit: int) -> dict[str, Any]:
+        """This client pulls the next page of changes after its cursor into its replica."""
+        pulled = self.replica.pull(self.http, f"/stores/{self.tenant}/changes", limit)
+        sometimes(pulled["replica"] is None, "a sync took more than one page")
+        again = any(c["had"] is not None for c in pulled["changes"])
+        sometimes(again, "a record changed during a sync came again")
+        return pulled
 
-        self.check(
-            "records_match_model",
-            holds=answer in self.stores.values(expected),
-            expected=self.stores.expected(expected),
-            actual=answer,
-            store=self.tenant,
-            record=record_id,
-        )
-        self.stores = self.stores.where(lambda store: expected(store) == answer).then(
-            after, key=key
-        )
+    @pull.model
+    def pull(store: Store, pulled: Any, limit: int) -> Store | None:
+        return synced(store, pulled)
 
-    # -- readers -------------------------------------------------------------------
+    @observation
+    def records(self) -> list[dict[str, Any]]:
+        """The store's live records, by id."""
+        listing = self.http.get(f"/stores/{self.tenant}/records")
+        return list(expect_status(listing, 200).json()["data"])
 
-    @precondition(lambda self: self.sent > 0)
-    @rule(record_id=IDS)
-    def read(self, record_id: str) -> None:
-        """Read the record: what was last written to it, or 404 once it is deleted."""
-        response = self.retry(lambda: self.http.get(self._record_url(record_id)))
-        if response is None:
-            return  # a read changes nothing; there is just nothing to compare
-        found = _expect(response, 200, 404).status_code == 200
-        actual = response.json() if found else None
+    @records.model
+    def records(store: Store, listing: list[dict[str, Any]]) -> Store:
+        # The listing teaches the ids of records whose create was not answered.
+        learned = store.named(listing)
+        check("records_match_model", expected=learned.listing(), actual=listing)
+        return learned
 
-        def expected(store: Store) -> dict[str, Any] | None:
-            return store.view(record_id)
+    @observation
+    def resync(self) -> dict[str, Any]:
+        """A fresh client syncs the whole feed (one page holds every change here)."""
+        return Replica().pull(self.http, f"/stores/{self.tenant}/changes", 100)
 
-        self.check(
-            "read_your_writes",
-            holds=actual in self.stores.values(expected),
-            expected=self.stores.expected(expected) or "404 no_such_record",
-            actual=actual or "404 no_such_record",
-            store=self.tenant,
-            record=record_id,
-        )
-        self.stores = self.stores.where(lambda store: expected(store) == actual)
-
-    @precondition(lambda self: self.sent > 0)
-    @rule(limit=st.integers(min_value=2, max_value=3))
-    def pull_page(self, limit: int) -> None:
-        """The client pulls the next page of changes after its cursor into its replica
-        (once something was written: there is nothing to sync before)."""
-        params: dict[str, Any] = {"limit": limit}
-        if self.cursor is not None:
-            params["cursor"] = self.cursor
-        response = self.retry(
-            lambda: self.http.get(f"/stores/{self.tenant}/changes", params=params)
-        )
-        if response is None:
-            return
-        page = _expect(response, 200).json()
-        in_page: set[str] = set()
-        for change in page["data"]:
-            record_id, version = change["id"], change["version"]
-            earlier = self.delivered.get(record_id)
-            # Each change once: a record comes again only with a newer version.
-            self.check(
-                "delivered_once",
-                holds=record_id not in in_page and (earlier is None or version > earlier),
-                expected="once per page" if record_id in in_page else f"version>{earlier}",
-                actual=change,
-                store=self.tenant,
-                cursor=self.cursor,
-            )
-            sometimes(earlier is not None, "a record changed during a sync came again")
-            in_page.add(record_id)
-            self.delivered[record_id] = version
-            if change["deleted"]:
-                sometimes(record_id in self.replica, "a tombstone removed a replicated record")
-                self.replica.pop(record_id, None)
-            else:
-                self.replica[record_id] = {
-                    "id": record_id,
-                    "value": change["value"],
-                    "version": version,
-                }
-        self.cursor = page["next_cursor"]
-        sometimes(page["has_more"], "a sync took more than one page")
-        if page["has_more"]:
-            return
-        # The sync is complete: the replica holds every live record exactly once, with its
-        # latest value, and none of the deleted ones.
-        actual = [self.replica[rid] for rid in sorted(self.replica)]
-        self.check(
-            "sync_complete",
-            holds=actual in self.stores.values(Store.listing),
-            expected=self.stores.expected(Store.listing),
-            actual=actual,
-            store=self.tenant,
-            cursor=self.cursor,
-        )
-        self.stores = self.stores.where(lambda store: store.listing() == actual)
-
-    @invariant()
-    def service_matches_model(self) -> None:
-        listed = _expect(self.http.get(f"/stores/{self.tenant}/records"), 200).json()["data"]
-        # The listing shows which writes of unknown outcome have landed so far, and the
-        # ids of created records whose answer was lost.
-        self.stores = self.stores.refine(lambda store: store.agrees_with(listed))
-        self.check(
-            "records_match_model",
-            holds=listed in self.stores.values(Store.listing),
-            expected=self.stores.expected(Store.listing),
-            actual=listed,
-            store=self.tenant,
-        )
+    @resync.model
+    def resync(store: Store, pulled: Any) -> Store | None:
+        return synced(store, pulled)
 
 
 if __name__ == "__main__":
