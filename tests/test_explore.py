@@ -243,3 +243,43 @@ def test_marker_catalog_reads_the_call_arguments() -> None:
             reachable("reached")
 
     assert Markers._pw_markers == ("real marker", "by keyword", "reached")
+
+
+TWO_WAYS = """
+from hypothesis import strategies as st
+from propworkload import Model, check, command, expect_status
+
+
+class TwoWays(Model):
+    sample = "payments"
+    model_state = int
+
+    @command(amount=st.integers(1, 100), idempotent=True)
+    def charge(self, amount):
+        path = f"/customers/{self.tenant}/charges"
+        key = {"Idempotency-Key": self.operation_key}
+        response = self.http.post(path, json={"amount": amount}, headers=key)
+        return expect_status(response, 201).json()["amount"]
+
+    @charge.model
+    def charge(charges, out, amount):
+        # Fails one way for amounts of 2, 4, 8, ... and the other for 3, 9, 15, ...
+        check("parity", expected=amount % 2 == 0, actual=amount % 3 == 0, amount=amount)
+        return charges + 1
+"""
+
+
+@pytest.mark.slow
+def test_a_check_failing_the_other_way_is_another_failure(tmp_path: Path) -> None:
+    """A yes/no check that fails both ways gives two failures, not one that masks the
+    other: a refusal that should be an acceptance is another bug than the reverse."""
+    model, report = tmp_path / "two_ways.py", tmp_path / "r.json"
+    model.write_text(TWO_WAYS)
+    with in_process("payments") as service:
+        result = service.explore(model, examples=300, seed=1, report_json=report)
+    assert result.code == 1, result.out + result.err
+    failures = json.loads(report.read_text())["failures"]
+    assert sorted((f["invariant"], f["expected"], f["actual"]) for f in failures) == [
+        ("parity", False, True),
+        ("parity", True, False),
+    ]

@@ -26,6 +26,7 @@ from ._record import (
     Failure,
     RecordingTransport,
     Step,
+    check_signature,
     jsonable,
     redact_fields,
     redact_text,
@@ -338,7 +339,7 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         """
         self._pw_example.checks[name] += 1
         ok = (expected == actual) if holds is None else bool(holds)
-        if ok or name in self._pw_run.known_failures:
+        if ok or check_signature(name, expected, actual) in self._pw_run.known_failures:
             return
         if self._pw_accepts(Check(name, False, expected, actual, ids)):
             self._pw_example.accepted[name] += 1
@@ -463,7 +464,7 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         deviations: set[str] = set()
 
         def ignore(failed: Check) -> bool:
-            if failed.name in known:
+            if check_signature(failed.name, failed.expected, failed.actual) in known:
                 return True
             if self._pw_accepts(failed):
                 deviations.add(failed.name)

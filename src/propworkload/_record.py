@@ -247,6 +247,17 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HIDDEN_DELIVERY = frozenset({"lost-response", "reset", "duplicate"})
 
 
+def check_signature(name: str, expected: Any, actual: Any) -> str:
+    """What tells failures of one check apart: its name, and, when it compares yes/no
+    answers, which way it failed (a refund refused that should pass is another bug than
+    one accepted that should be refused). Other values (amounts, ids) vary from one
+    example to the next and would split one bug into many."""
+    answers = (bool, type(None))
+    if isinstance(expected, answers) and isinstance(actual, answers):
+        return f"{name}[{expected}->{actual}]"
+    return name
+
+
 @attrs.define
 class Failure:
     """Why an example failed: a broken invariant, or a step that raised."""
@@ -263,14 +274,15 @@ class Failure:
 
     @property
     def signature(self) -> str:
-        """What tells two failures apart: the invariant; for a history that is not
+        """What tells two failures apart: the invariant (and which way a yes/no check
+        failed: :func:`check_signature`); for a history that is not
         linearizable, also the operation that fits no order; for an unexpected error,
         the rule or operation that raised."""
         if self.operation:
             return f"{self.invariant}@{self.operation}"
         if self.invariant == "unexpected_error" and self.rule:
             return f"{self.invariant}@{self.rule}"
-        return self.invariant
+        return check_signature(self.invariant, self.expected, self.actual)
 
     @property
     def kind(self) -> str:
