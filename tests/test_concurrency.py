@@ -13,7 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PAYMENTS_MODEL, RULES_MODEL, Completed, in_process, payments_workload, run_command
+from conftest import (
+    PAYMENTS_MODEL,
+    RULES_MODEL,
+    Completed,
+    in_process,
+    payments_workload,
+    run_command,
+)
 from propworkload._faults import Fault
 from propworkload._loader import load_model
 from propworkload._parallel import execute_program, runs_needed

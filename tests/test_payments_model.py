@@ -102,7 +102,8 @@ def test_retry_bug_minimal_sequence_line_for_line(
     steps = [re.sub(r"\s+", " ", line.strip()) for line in lines[start + 2 : start + 5]]
     assert re.fullmatch(r"1\. charge\(key=(k\d), amount=(\d+)\) -> 201 ch_\*", steps[0])
     assert re.fullmatch(r"2\. refund\(key=k\d, amount=.*\) -> 201 re_\*", steps[1])
-    assert re.fullmatch(r"3\. charge\(key=k\d, amount=\d+\) -> 201 ch_\* \[charged_once failed\]", steps[2])
+    third = r"3\. charge\(key=k\d, amount=\d+\) -> 201 ch_\* \[charged_once failed\]"
+    assert re.fullmatch(third, steps[2])
     assert lines[start + 5].startswith("  trace: ")
     assert lines[start + 6].startswith("  replay: propworkload replay ")
     assert lines[start + 7].startswith("SUMMARY failed examples=")

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, ROOT, RULES_MODEL, Completed, read_until, run_command, spawn_cli
+from conftest import (
+    PAYMENTS_MODEL,
+    ROOT,
+    RULES_MODEL,
+    Completed,
+    read_until,
+    run_command,
+    spawn_cli,
+)
 
 Service = Callable[..., AbstractContextManager[str]]
 CLI = Callable[..., Completed]
