@@ -1,565 +1,289 @@
-"""Jobs: every job enqueued is enqueued once, and finishes exactly once, under its lease.
+"""Jobs: every job is enqueued once and finishes exactly once, under a lease that holds.
 
 Run it as a workload (against $APP_URL, or the embedded sample service when unset)::
 
     python3 models/jobs.py
-    propworkload run models/jobs.py --url http://127.0.0.1:8000
+    propworkload run models/jobs.py --url http://127.0.0.1:8000 [--faults all] [--concurrency 3]
 
-The reference model is a frozen ``Queue``: its jobs (each known by its idempotency key),
-oldest first, and the queue's test clock. Each transition returns a new queue. Rules
-enqueue jobs, lease the oldest available one, ack or nack it with any lease handed out so
-far (current, expired or superseded) and move the clock so that leases expire;
-``service_matches_model`` compares the service's listing with the queue after every step.
+Each command (enqueue, lease, ack, nack, move the queue's test clock) is described once: its
+real call, and a model function that checks the answer against the reference ``Queue`` (jobs
+oldest first, clock, leases handed out) and returns the next queue; ``listing`` compares the
+jobs and the clock. Plain runs, ``--faults`` and ``--concurrency`` derive from it. Checks:
+
+- ``enqueued_once``: an enqueue answers the one job of its key; a key is listed once;
+- ``unique_ids``: no two jobs share an id;
+- ``lease_matches_model``: a lease gets the oldest job queued or whose lease expired, if any;
+- ``lease_honoured``: an ack or nack is taken exactly when its lease still holds the job
+  (or it is the same call again), and otherwise refused for the right reason;
+- ``finished_once``: a taken ack answers, and the listing shows, one completion;
+- ``jobs_listed``: the listing and the clock are the model's.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
 import attrs
-import httpx
 from hypothesis import strategies as st
 
 from propworkload import (
     UNKNOWN,
-    Bundle,
     Model,
-    Possible,
-    invariant,
+    check,
+    command,
+    expect_status,
+    from_state,
     main,
-    operation,
-    rule,
+    observation,
     sometimes,
 )
 
-#: The token of a lease whose answer never came: no client holds it.
-UNKNOWN_TOKEN = "?"
-#: The leases a worker may ack or nack, by the handle the lease rule gave them (l0 is the
-#: example's first lease that got a job): any lease handed out so far, current, expired
-#: or superseded. Not drawn from the Bundle: a rule drawing from an empty Bundle is not
-#: valid yet, and rules that come and go make Hypothesis shrink worse. A handle not
-#: handed out yet does nothing.
-HANDLES = st.integers(min_value=0, max_value=3).map(lambda i: f"l{i}")
-#: What a worker does with its lease: ack (the job is done) or nack (try it again).
+#: An enqueue takes the first key no job has: four jobs at most, so that leases, acks and
+#: nacks meet on them (and clients at once enqueue the same key). Each key comes with its
+#: payload; k0 and k1 share theirs, and their ids must still differ.
+PAYLOADS = {"k0": "email", "k1": "email", "k2": "resize", "k3": "report"}
+KEY = from_state(lambda queue: sorted(PAYLOADS.keys() - set(queue.keys))[0])
+#: The lease an ack or nack names, by the handle it got (l0, l1, ...): the latest one, or
+#: the first (by then often expired or superseded).
+HANDLES = from_state(lambda queue: list(queue.leases)[-1]) | st.just("l0")
+SECONDS = st.integers(min_value=1, max_value=3)
+UNKNOWN_TOKEN = "?"  # the token of a lease whose answer never came: no client holds it
 ACK, NACK = "ack", "nack"
 
 
 @attrs.frozen
 class Job:
-    """A job as the model expects it."""
-
     key: str
     payload: str
-    #: None while the job is only known from a request whose answer never came.
-    id: str | None = None
-    #: As stored: queued, leased or done (a lease that expired is still "leased" here).
+    id: str | None = None  # None while known only from an enqueue whose answer was lost
+    #: As stored (an expired lease is still "leased"), with the current lease's token.
     status: str = "queued"
     attempts: int = 0
     completions: int = 0
-    #: The current lease's token and expiry, while leased.
     lease: str | None = None
     expires_at: int = 0
-    #: The lease whose ack finished the job, and the leases that nacked it: the service
-    #: answers each of those calls again as it did the first time.
-    finished_by: str | None = None
-    nacked_by: frozenset[str] = frozenset()
-
-    def available(self, now: int) -> bool:
-        """Whether a lease may take the job now: queued, or its lease has expired."""
-        return self.status == "queued" or (self.status == "leased" and now >= self.expires_at)
+    #: (token, ack or nack) of the calls taken: the service answers each again as before.
+    finished: frozenset[tuple[str, str]] = frozenset()
 
     def view(self, now: int) -> dict[str, Any]:
-        """What the service should show for this job at time ``now``."""
-        status = "queued" if self.available(now) else self.status
+        """What the service shows of the job at time ``now``."""
+        held = self.status == "leased" and now < self.expires_at
+        status = "queued" if self.status == "leased" and not held else self.status
         return {
-            "id": self.id,
-            "key": self.key,
-            "payload": self.payload,
-            "status": status,
-            "attempts": self.attempts,
-            "completions": self.completions,
-            "lease_expires_at": self.expires_at if status == "leased" else None,
+            **{"key": self.key, "id": self.id, "payload": self.payload, "status": status},
+            **{"attempts": self.attempts, "completions": self.completions},
+            "lease_expires_at": self.expires_at if held else None,
         }
 
     def answer(self, token: str, outcome: str, now: int) -> str:
-        """The service's answer to an ack or nack of this job under lease ``token``:
-        "ok", or the error code of its 409."""
-        if (outcome == ACK and self.finished_by == token) or (
-            outcome == NACK and token in self.nacked_by
-        ):
+        """The answer to an ack or nack under lease ``token``: "ok" or the 409's code."""
+        if (token, outcome) in self.finished:
             return "ok"  # the same call again
         if self.status == "done":
             return "already_done"
-        if self.status != "leased" or self.lease != token or now >= self.expires_at:
-            return "lease_lost"
-        return "ok"
+        held = self.status == "leased" and self.lease == token and now < self.expires_at
+        return "ok" if held else "lease_lost"
 
-
-def _same(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
-    """Whether a view the service shows is the model's (an unknown id matches any)."""
-    if expected["id"] is None:
-        return {**expected, "id": actual.get("id")} == actual
-    return expected == actual
+    def finish(self, token: str, outcome: str, now: int) -> Job:
+        """The job after an ack or nack under lease ``token`` (the same call again, or one
+        refused, changes nothing)."""
+        if (token, outcome) in self.finished or self.answer(token, outcome, now) != "ok":
+            return self
+        done = outcome == ACK
+        counts = {"attempts": self.attempts + (not done), "completions": self.completions + done}
+        taken = self.finished | {(token, outcome)}
+        status = "done" if done else "queued"
+        return attrs.evolve(self, status=status, lease=None, finished=taken, **counts)
 
 
 @attrs.frozen
 class Queue:
-    """The reference model: one queue's jobs, oldest first, and its test clock."""
+    """The reference model: one queue's jobs, its clock and the leases clients hold."""
 
-    #: Oldest first. A tuple, not a dict by key: two queues with the same jobs in another
-    #: order are different states (they lease in another order).
-    jobs: tuple[Job, ...] = ()
+    jobs: tuple[Job, ...] = ()  # oldest first: in another order, they lease in another
     now: int = 0
+    #: The leases that got a job, by handle (oldest first): job key and id, lease token.
+    leases: dict[str, tuple[str, str, str]] = attrs.field(factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return [job.key for job in self.jobs]
 
     def get(self, key: str) -> Job | None:
         return next((job for job in self.jobs if job.key == key), None)
 
-    def completions(self, key: str) -> int:
-        job = self.get(key)
-        return 0 if job is None else job.completions
-
-    def _with(self, job: Job) -> Queue:
+    def put(self, job: Job) -> Queue:
         """The queue with ``job`` in place of the job of its key, or added last."""
         jobs = tuple(job if j.key == job.key else j for j in self.jobs)
-        if self.get(job.key) is None:
-            jobs += (job,)
-        return attrs.evolve(self, jobs=jobs)
+        return attrs.evolve(self, jobs=jobs if job.key in self.keys else (*jobs, job))
 
-    def enqueue(self, key: str, payload: str, job_id: str | None) -> Queue:
-        """The queue once ``key`` is enqueued; enqueueing a key again changes nothing but
-        may teach the job's id."""
-        existing = self.get(key)
-        if existing is None:
-            return self._with(Job(key=key, payload=payload, id=job_id))
-        if existing.id is not None or job_id is None:
-            return self
-        return self._with(attrs.evolve(existing, id=job_id))
+    def available(self) -> Job | None:
+        """The job a lease takes now: the oldest queued, or whose lease expired."""
+        return next((j for j in self.jobs if j.view(self.now)["status"] == "queued"), None)
 
-    def oldest_available(self) -> Job | None:
-        return next((job for job in self.jobs if job.available(self.now)), None)
+    def lease(self, job: Job, token: str, seconds: int, handle: str | None = None) -> Queue:
+        """The queue once ``job`` is leased under ``token`` (replacing an expired lease),
+        kept by its ``handle`` when a client holds it."""
+        leased = attrs.evolve(job, status="leased", lease=token, expires_at=self.now + seconds)
+        held = {handle: (job.key, job.id, token)} if handle else {}
+        return attrs.evolve(self.put(leased), leases={**self.leases, **held})
 
-    def offer(self, seconds: int) -> dict[str, Any] | None:
-        """What a lease for ``seconds`` answers: the oldest available job, leased (as
-        its view and the lease's expiry), or None (204)."""
-        job = self.oldest_available()
-        if job is None:
-            return None
-        leased = self.lease(job.key, UNKNOWN_TOKEN, seconds, job.id).get(job.key)
-        assert leased is not None
-        return {"job": leased.view(self.now), "expires_at": self.now + seconds}
-
-    def offer_fits(self, seconds: int, observed: dict[str, Any] | None) -> bool:
-        offer = self.offer(seconds)
-        if offer is None or observed is None:
-            return offer is observed
-        return offer["expires_at"] == observed["expires_at"] and _same(
-            offer["job"], observed["job"]
-        )
-
-    def lease(self, key: str, token: str, seconds: int, job_id: str | None) -> Queue:
-        """The queue once job ``key`` is leased under ``token`` (a lease replaces the
-        job's earlier, expired one)."""
-        job = self.get(key)
-        if job is None:
-            return self
-        return self._with(
-            attrs.evolve(
-                job,
-                id=job.id or job_id,
-                status="leased",
-                lease=token,
-                expires_at=self.now + seconds,
-            )
-        )
-
-    def lease_oldest(self, token: str, seconds: int) -> Queue:
-        """The queue once a lease whose answer never came has landed."""
-        job = self.oldest_available()
-        return self if job is None else self.lease(job.key, token, seconds, None)
-
-    def answer(self, key: str, token: str, outcome: str) -> str:
-        job = self.get(key)
-        return "no_such_job" if job is None else job.answer(token, outcome, self.now)
-
-    def finish(self, key: str, token: str, outcome: str) -> Queue:
-        """The queue after an ack or nack of job ``key`` under ``token``, if the service
-        takes it; the same call again changes nothing."""
-        job = self.get(key)
-        if job is None or job.answer(token, outcome, self.now) != "ok":
-            return self
-        if outcome == ACK:
-            if job.finished_by == token:
-                return self
-            return self._with(
-                attrs.evolve(
-                    job,
-                    status="done",
-                    completions=job.completions + 1,
-                    lease=None,
-                    finished_by=token,
-                )
-            )
-        if token in job.nacked_by:
-            return self
-        return self._with(
-            attrs.evolve(
-                job,
-                status="queued",
-                attempts=job.attempts + 1,
-                lease=None,
-                nacked_by=job.nacked_by | {token},
-            )
-        )
-
-    def set_clock(self, time: int) -> Queue:
-        """The queue once its clock was set to ``time`` (never backwards)."""
-        return attrs.evolve(self, now=max(self.now, time))
-
-    def views(self) -> list[dict[str, Any]]:
-        return [job.view(self.now) for job in self.jobs]
-
-    def agrees_with(self, listed: dict[str, dict[str, Any]]) -> Queue | None:
-        """This queue, with the ids it lacked taken from the service's listing of its jobs
-        (by key, oldest first), in the listing's order (a job whose enqueue landed late
-        comes late); None if the listing contradicts it."""
-        if set(listed) != {job.key for job in self.jobs}:
-            return None
-        jobs = []
-        for key, shown in listed.items():
-            job = self.get(key)
-            if job is None or not _same(job.view(self.now), shown):
-                return None
-            jobs.append(attrs.evolve(job, id=shown["id"]))
-        return attrs.evolve(self, jobs=tuple(jobs))
+    @property
+    def next_expiry(self) -> int:
+        """Seconds until the next lease expires (one when no lease is held)."""
+        held = [j.expires_at for j in self.jobs if j.view(self.now)["lease_expires_at"]]
+        return min(held, default=self.now + 1) - self.now
 
 
-def _view(job: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": job["id"],
-        "key": job["idempotency_key"],
-        "payload": job["payload"],
-        "status": job["status"],
-        "attempts": job["attempts"],
-        "completions": job["completions"],
-        "lease_expires_at": job["lease_expires_at"],
-    }
-
-
-def _expect(response: httpx.Response, *statuses: int) -> httpx.Response:
-    """The response, if its status is one the API documents for this call."""
-    if response.status_code not in statuses:
-        request = response.request
-        raise AssertionError(
-            f"{request.method} {request.url.path} returned {response.status_code}, "
-            f"expected {' or '.join(map(str, statuses))}: {response.text[:200]}"
-        )
-    return response
+def ack_or_nack(queue: Queue, out: dict[str, Any], lease: str, outcome: str) -> Queue:
+    """The model function of ack and nack: the answer the lease's standing calls for, and
+    one completion for a taken ack."""
+    if lease not in queue.leases:  # in an order of a parallel history lacking the lease
+        check("lease_honoured", expected="a lease handed out", actual=lease)
+        return queue
+    key, _, token = queue.leases[lease]
+    job = queue.get(key)
+    assert job is not None  # a lease handed out names a job of the queue
+    done = job.finish(token, outcome, queue.now)
+    if out is not UNKNOWN:
+        answer = job.answer(token, outcome, queue.now)
+        check("lease_honoured", expected=answer, actual=out["answer"], job=key, lease=lease)
+        if outcome == ACK and out["answer"] == "ok":
+            check("finished_once", expected=done.completions, actual=out["completions"], job=key)
+    return queue.put(done)
 
 
 class Jobs(Model):
-    """A work queue: idempotent enqueue, leases that expire on the queue's test clock, ack
-    and nack.
-
-    Every write goes through ``self.retry`` with what makes it idempotent: an
-    Idempotency-Key on enqueues and leases, the lease token on acks and nacks (the
-    service answers the same call again as the first time), an absolute time on clock
-    moves. When no attempt is answered the outcome is unknown: the model keeps the
-    operation pending (``Possible.maybe``) and every later observation considers it
-    landed or not.
-    """
+    """A work queue: idempotent enqueue, leases expiring on a test clock, ack and nack."""
 
     sample = "jobs"
     tenant_prefix = "q_"
-
-    #: Where the lease rule puts its handles, so that a sequence shows them (l0 = ...).
-    leases = Bundle("leases")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queues = Possible(Queue())
-        self.keys: list[str] = []
-        self.lease_requests = 0
-        #: Lease handles (l0, l1, ...): the job's key and id and the lease's token.
-        self.held: dict[str, tuple[str, str, str]] = {}
-
-    def _enqueue(self, key: str, payload: str) -> httpx.Response:
-        return self.http.post(
-            f"/queues/{self.tenant}/jobs",
-            json={"payload": payload},
-            headers={"Idempotency-Key": key},
-        )
-
-    @rule(payload=st.sampled_from(["email", "resize", "report"]))
-    def enqueue(self, payload: str) -> None:
-        key = f"k{len(self.keys)}"
-        self.keys.append(key)
-        response = self.retry(lambda: self._enqueue(key, payload))
-        if response is None:  # every attempt failed: it may or may not have been enqueued
-            self.queues = self.queues.maybe(lambda q: q.enqueue(key, payload, None), key=key)
-            return
-        # 201 created; 200 when an earlier attempt (whose answer was lost) created it.
-        job_id = _expect(response, 200, 201).json()["id"]
-        self.queues = self.queues.then(lambda q: q.enqueue(key, payload, job_id), key=key)
-
-    @rule(target=leases, seconds=st.integers(min_value=1, max_value=3))
-    def lease(self, seconds: int) -> str | None:
-        """Lease the oldest available job for ``seconds``; a lease that got a job gets a
-        handle (l0, l1, ...) for ack and nack to name it by."""
-        request_key = f"lease-{self.lease_requests}"
-        self.lease_requests += 1
-        response = self.retry(
-            lambda: self.http.post(
-                f"/queues/{self.tenant}/leases",
-                json={"seconds": seconds},
-                headers={"Idempotency-Key": request_key},
-            )
-        )
-        if response is None:  # a job may have been leased, under a token nobody knows
-            self.queues = self.queues.maybe(
-                lambda q: q.lease_oldest(UNKNOWN_TOKEN, seconds), key=request_key
-            )
-            return None
-        _expect(response, 200, 204)
-        body = response.json() if response.status_code == 200 else None
-        observed = None
-        if body is not None:
-            observed = {"job": _view(body["job"]), "expires_at": body["expires_at"]}
-        sometimes(body is None, "no job to lease")
-        sometimes(
-            body is not None
-            and any(
-                getattr(q.get(body["job"]["idempotency_key"]), "status", None) == "leased"
-                for q in self.queues
-            ),
-            "a job whose lease expired leased again",
-        )
-        self.check(
-            "lease_matches_model",
-            holds=any(q.offer_fits(seconds, observed) for q in self.queues),
-            expected=self.queues.expected(lambda q: q.offer(seconds)),
-            actual=observed,
-            queue=self.tenant,
-        )
-        self.queues = self.queues.where(lambda q: q.offer_fits(seconds, observed))
-        if body is None:
-            return None
-        key, job_id, token = body["job"]["idempotency_key"], body["job"]["id"], body["lease"]
-        self.queues = self.queues.then(
-            lambda q: q.lease(key, token, seconds, job_id), key=request_key
-        )
-        handle = f"l{len(self.held)}"
-        self.held[handle] = (key, job_id, token)
-        return handle
-
-    @rule(lease=HANDLES)
-    def ack(self, lease: str) -> None:
-        """Ack the job under this lease (which may have expired or been superseded)."""
-        self._finish(lease, ACK)
-
-    @rule(lease=HANDLES)
-    def nack(self, lease: str) -> None:
-        """Hand the job back under this lease, for another attempt."""
-        self._finish(lease, NACK)
-
-    def _finish(self, handle: str, outcome: str) -> None:
-        held = self.held.get(handle)
-        if held is None:
-            return  # no lease of that name (yet): nothing to finish
-        key, job_id, token = held
-        response = self.retry(
-            lambda: self.http.post(f"/jobs/{job_id}/{outcome}", json={"lease": token})
-        )
-
-        def transition(queue: Queue) -> Queue:
-            return queue.finish(key, token, outcome)
-
-        def answer(queue: Queue) -> str:
-            return queue.answer(key, token, outcome)
-
-        if response is None:
-            self.queues = self.queues.maybe(transition, key=f"{outcome}:{token}")
-            return
-        body = _expect(response, 200, 409).json()
-        actual = "ok" if response.status_code == 200 else body["error"]
-        sometimes(
-            outcome == ACK and response.headers.get("idempotent-replayed") == "true",
-            "an ack answered again",
-        )
-        # The service takes an ack or nack exactly when the lease still holds the job (or
-        # it is the same call again), and otherwise says why not.
-        self.check(
-            "lease_honoured",
-            holds=actual in self.queues.values(answer),
-            expected=self.queues.expected(answer),
-            actual=actual,
-            job=job_id,
-            lease=handle,
-        )
-        self.queues = self.queues.where(lambda q: answer(q) == actual).then(
-            transition, key=f"{outcome}:{token}"
-        )
-        if actual == "ok":
-
-            def completions(queue: Queue) -> int:
-                return queue.completions(key)
-
-            self.check(
-                "finished_once",
-                holds=body["completions"] in self.queues.values(completions),
-                expected=self.queues.expected(completions),
-                actual=body["completions"],
-                job=job_id,
-                lease=handle,
-            )
-
-    @rule(by=st.integers(min_value=1, max_value=3))
-    def advance(self, by: int) -> None:
-        """Move the queue's test clock ``by`` seconds (to an absolute time, so that a
-        retry moves it once)."""
-        time = max(self.queues.values(lambda q: q.now)) + by
-        response = self.retry(
-            lambda: self.http.post(f"/queues/{self.tenant}/clock", json={"to": time})
-        )
-        if response is None:
-            self.queues = self.queues.maybe(lambda q: q.set_clock(time), key=f"clock:{time}")
-            return
-        _expect(response, 200)
-        self.queues = self.queues.then(lambda q: q.set_clock(time), key=f"clock:{time}")
-
-    @invariant()
-    def service_matches_model(self) -> None:
-        listed = _expect(self.http.get(f"/queues/{self.tenant}/jobs"), 200).json()["data"]
-        per_key = Counter(job["idempotency_key"] for job in listed)
-        for key in self.keys:
-
-            def count(queue: Queue, key: str = key) -> int:
-                return int(queue.get(key) is not None)
-
-            self.check(
-                "enqueued_once",
-                holds=per_key[key] in self.queues.values(count),
-                expected=self.queues.expected(count),
-                actual=per_key[key],
-                queue=self.tenant,
-                key=key,
-            )
-        shared = sorted(i for i, n in Counter(job["id"] for job in listed).items() if n > 1)
-        self.check("unique_ids", expected=[], actual=shared, queue=self.tenant)
-        for job in listed:
-
-            def completions(queue: Queue, key: str = job["idempotency_key"]) -> int:
-                return queue.completions(key)
-
-            # A job is finished once: never more, and exactly when the model acked it.
-            self.check(
-                "finished_once",
-                holds=job["completions"] <= 1
-                and job["completions"] in self.queues.values(completions),
-                expected=self.queues.expected(completions),
-                actual=job["completions"],
-                job=job["id"],
-                key=job["idempotency_key"],
-            )
-        # The listing shows which pending operations have landed so far (others may still
-        # land, even between this read and the next): keep the queues that agree with it.
-        by_key = {job["idempotency_key"]: _view(job) for job in listed}
-        self.queues = self.queues.refine(lambda q: q.agrees_with(by_key))
-        actual = [_view(job) for job in listed]
-        self.check(
-            "jobs_listed",
-            holds=any(
-                len(views) == len(actual) and all(map(_same, views, actual))
-                for views in self.queues.values(Queue.views)
-            ),
-            expected=self.queues.expected(Queue.views),
-            actual=actual,
-            queue=self.tenant,
-        )
-
-    # -- concurrent mode (--concurrency K) ------------------------------------------
-    # Clients at once enqueue two shared keys, lease and ack, so that they race on the
-    # same jobs; each operation's real call returns what it observed, and its model
-    # transition (on the same Queue as the rules above) says whether that was possible.
-    # Leases last 30 s and the clock stays put, so none expires.
-
     model_state = Queue
-    final_operations = ("observe",)
 
-    @operation(key=st.sampled_from(["k0", "k1"]))
-    def put(self, key: str) -> dict[str, Any]:
-        response = _expect(self._enqueue(key, f"work-{key}"), 200, 201)
-        return {"status": response.status_code, "id": response.json()["id"]}
+    @command(key=KEY, idempotent=True)
+    def enqueue(self, key: str) -> dict[str, Any]:
+        job, headers = {"payload": PAYLOADS[key]}, {"Idempotency-Key": key}
+        response = self.http.post(f"/queues/{self.tenant}/jobs", json=job, headers=headers)
+        body = expect_status(response, 200, 201).json()
+        created = response.status_code == 201
+        return {"created": created, "id": body["id"], "payload": body["payload"]}
 
-    @put.model
-    def put(queue: Queue, output: Any, key: str) -> tuple[bool, Queue]:
-        if output is UNKNOWN:
-            return True, queue.enqueue(key, f"work-{key}", None)
-        existing = queue.get(key)
-        if existing is None:  # created now
-            ok = output["status"] == 201
-        else:  # the original job, answered again
-            ok = output["status"] == 200 and existing.id in (None, output["id"])
-        return ok, queue.enqueue(key, f"work-{key}", output["id"])
+    @enqueue.model
+    def enqueue(queue: Queue, out: dict[str, Any], key: str) -> Queue:
+        job = queue.get(key) or Job(key, PAYLOADS[key])
+        if out is UNKNOWN:
+            return queue.put(job)
+        # A key seen before answers with its job; a new key may too (not created now),
+        # when an attempt whose answer was lost made it.
+        created = out["created"] and key not in queue.keys
+        expected = {"created": created, "id": job.id or out["id"], "payload": job.payload}
+        check("enqueued_once", expected=expected, actual=out, key=key)
+        return queue.put(attrs.evolve(job, id=out["id"]))
 
-    @operation()
-    def take(self) -> dict[str, Any]:
-        response = _expect(self.http.post(f"/queues/{self.tenant}/leases", json={}), 200, 204)
-        if response.status_code == 204:
-            return {"status": 204}
+    @command(seconds=SECONDS, idempotent=True)
+    def lease(self, seconds: int) -> dict[str, Any] | None:
+        """Lease the oldest available job; one that got a job gets a handle (l0, l1, ...),
+        unique among the clients of a program, for acks and nacks to name it by."""
+        # A 204 leaves no trace of the key: a copy delivered unseen after another client's
+        # enqueue may still lease, so ask again (the lease a copy made answers).
+        url, headers = f"/queues/{self.tenant}/leases", {"Idempotency-Key": self.operation_key}
+        for _ in range(3):
+            response = self.http.post(url, json={"seconds": seconds}, headers=headers)
+            if expect_status(response, 200, 204).status_code == 200:
+                break
+        if sometimes(response.status_code == 204, "no job to lease"):
+            return None
         body = response.json()
-        key, job_id = body["job"]["idempotency_key"], body["job"]["id"]
-        self.shared[key] = (job_id, body["lease"])
-        return {"status": 200, "key": key, "id": job_id, "lease": body["lease"]}
+        job, known = body["job"], self.state.get(body["job"]["idempotency_key"])
+        sometimes(known and known.status == "leased", "an expired lease's job leased again")
+        handle = f"l{next(self.shared.setdefault('handles', itertools.count()))}"
+        out = {"handle": handle, "lease": body["lease"], "until": body["expires_at"]}
+        return {**out, "key": job["idempotency_key"], "id": job["id"]}
 
-    @take.model
-    def take(queue: Queue, output: Any) -> tuple[bool, Queue]:
-        if output is UNKNOWN:
-            return True, queue.lease_oldest(UNKNOWN_TOKEN, 30)
-        job = queue.oldest_available()
-        if output["status"] == 204:
-            return job is None, queue
-        ok = job is not None and job.key == output["key"] and job.id in (None, output["id"])
-        return ok, queue.lease(output["key"], output["lease"], 30, output["id"])
+    @lease.model
+    def lease(queue: Queue, out: dict[str, Any] | None, seconds: int) -> Queue:
+        job = queue.available()
+        if out is UNKNOWN:  # a job may have been leased, under a token nobody knows
+            return queue if job is None else queue.lease(job, UNKNOWN_TOKEN, seconds)
+        # The job, not its view: a retry is answered with the lease it repeats, and the job
+        # as it is now (its lease may have expired since).
+        got = out and {"key": out["key"], "id": out["id"], "until": out["until"]}
+        known = job and (job.id or (out and out["id"]))
+        offer = job and {"key": job.key, "id": known, "until": queue.now + seconds}
+        check("lease_matches_model", expected=offer, actual=got)
+        if job is None or out is None:
+            return queue
+        return queue.lease(attrs.evolve(job, id=out["id"]), out["lease"], seconds, out["handle"])
 
-    @operation(key=st.sampled_from(["k0", "k1"]))
-    def finish(self, key: str) -> dict[str, Any]:
-        """Ack job ``key`` under the lease a client got for it, if any."""
-        held: tuple[str, str] | None = self.shared.get(key)
-        if held is None:
-            return {"status": "no lease"}
-        job_id, token = held
-        response = _expect(self.http.post(f"/jobs/{job_id}/ack", json={"lease": token}), 200, 409)
-        answer = "ok" if response.status_code == 200 else response.json()["error"]
-        return {"lease": token, "answer": answer}
+    def _finish(self, handle: str, outcome: str) -> dict[str, Any]:
+        """Ack or nack under the lease of ``handle`` (answered again as the first time)."""
+        _, job_id, token = self.state.leases[handle]
+        response = self.http.post(f"/jobs/{job_id}/{outcome}", json={"lease": token})
+        body = expect_status(response, 200, 409).json()
+        again = response.headers.get("idempotent-replayed") == "true"
+        sometimes(outcome == ACK and again, "an ack answered again")
+        if response.status_code == 409:
+            return {"answer": body["error"]}
+        return {"answer": "ok", "completions": body["completions"]}
 
-    @finish.model
-    def finish(queue: Queue, output: Any, key: str) -> tuple[bool, Queue]:
-        job = queue.get(key)
-        if output is UNKNOWN:  # it used the job's lease, which no lease replaces here
-            if job is None or job.lease is None:
-                return True, queue
-            return True, queue.finish(key, job.lease, ACK)
-        if output.get("status") == "no lease":
-            return True, queue
-        token = output["lease"]
-        return output["answer"] == queue.answer(key, token, ACK), queue.finish(key, token, ACK)
+    @command(lease=HANDLES, requires=lambda queue, lease: lease in queue.leases, idempotent=True)
+    def ack(self, lease: str) -> dict[str, Any]:
+        """Ack the job under this lease (which may have expired or been superseded)."""
+        return self._finish(lease, ACK)
 
-    @operation()
-    def observe(self) -> dict[str, Any]:
-        listed = _expect(self.http.get(f"/queues/{self.tenant}/jobs"), 200).json()["data"]
-        return {
-            "jobs": [
-                [j["idempotency_key"], j["status"], j["attempts"], j["completions"]] for j in listed
-            ]
-        }
+    ack.model(lambda queue, out, lease: ack_or_nack(queue, out, lease, ACK))
 
-    @observe.model
-    def observe(queue: Queue, output: Any) -> tuple[bool, Queue]:
-        if output is UNKNOWN:
-            return True, queue
-        expected = [[v["key"], v["status"], v["attempts"], v["completions"]] for v in queue.views()]
-        return output == {"jobs": expected}, queue
+    @command(lease=HANDLES, requires=lambda queue, lease: lease in queue.leases, idempotent=True)
+    def nack(self, lease: str) -> dict[str, Any]:
+        """Hand the job back under this lease, for another attempt."""
+        return self._finish(lease, NACK)
+
+    nack.model(lambda queue, out, lease: ack_or_nack(queue, out, lease, NACK))
+
+    # By a few seconds, or exactly until the next lease expires. Relative, so not idempotent:
+    # once sent, it counts as landed (once, or twice) or not until the clock tells.
+    @command(by=SECONDS | from_state(lambda queue: queue.next_expiry))
+    def advance(self, by: int) -> int:
+        response = self.http.post(f"/queues/{self.tenant}/clock", json={"advance": by})
+        return int(expect_status(response, 200).json()["now"])
+
+    @advance.model
+    def advance(queue: Queue, now: int, by: int) -> Queue:
+        return attrs.evolve(queue, now=queue.now + by)
+
+    def _read(self, what: str) -> Any:
+        return expect_status(self.http.get(f"/queues/{self.tenant}/{what}"), 200).json()
+
+    @observation
+    def listing(self) -> dict[str, Any]:
+        """The jobs and the clock at one moment: a clock move whose answer was lost may land
+        between two reads, so the jobs are read again until the clock stays put."""
+        while True:
+            now, jobs = self._read("clock")["now"], self._read("jobs")["data"]
+            if self._read("clock")["now"] == now:
+                break
+        fields = ("id", "payload", "status", "attempts", "completions", "lease_expires_at")
+        shown = [{"key": job["idempotency_key"], **{f: job[f] for f in fields}} for job in jobs]
+        return {"now": now, "jobs": shown}
+
+    @listing.model
+    def listing(queue: Queue, seen: dict[str, Any]) -> Queue:
+        jobs = seen["jobs"]
+        per_key = Counter(job["key"] for job in jobs)
+        check("enqueued_once", expected=dict.fromkeys(queue.keys, 1), actual=dict(per_key))
+        shared = sorted(i for i, n in Counter(job["id"] for job in jobs).items() if n > 1)
+        check("unique_ids", expected=[], actual=shared)
+        twice = sorted(job["key"] for job in jobs if job["completions"] > 1)
+        check("finished_once", expected=[], actual=twice)
+        # The listing teaches the ids of jobs whose enqueue's answer was lost.
+        ids = {job["key"]: job["id"] for job in jobs}
+        learned = tuple(attrs.evolve(j, id=j.id or ids.get(j.key)) for j in queue.jobs)
+        queue = attrs.evolve(queue, jobs=learned)
+        expected = {"now": queue.now, "jobs": [job.view(queue.now) for job in queue.jobs]}
+        check("jobs_listed", expected=expected, actual=seen)
+        return queue
 
 
 if __name__ == "__main__":
