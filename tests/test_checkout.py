@@ -1,6 +1,8 @@
-"""The checkout sample service over real HTTP, and the checkout model against it: no false
-alarm (plain, under faults, with clients at once), every seeded bug found, named and shrunk
-to its minimum, and every invariant of the model broken by some bug."""
+"""The checkout sample service over real HTTP, and the checkout model against it: one
+description of commands and an observation runs plainly, under faults and with clients at
+once without a false alarm; every seeded bug is found, named and shrunk to its minimum (the
+boundary ones with any seed, with no rule written for the boundary); and every invariant
+of the model is broken by some bug."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import httpx
 import pytest
 
 from conftest import ROOT, Completed, in_process, run_command
+from propworkload._loader import load_model
+from propworkload._model import invariants_of, rules_of
+from propworkload._parallel import ProgramShape
 from propworkload._target import sample_service
 from propworkload.samples import checkout
 from propworkload.samples._bugs import Bug
@@ -270,6 +275,17 @@ def test_every_invariant_has_a_seeded_bug() -> None:
             assert bug.name.startswith("race-") and bug.invariant == "linearizable"
 
 
+def test_one_description_serves_every_mode() -> None:
+    """The commands are the rules of plain runs and the operations clients run at once;
+    the observation is the invariant after every step and the end of every program."""
+    model, _ = load_model(str(MODEL))
+    assert set(rules_of(model)) == {"order", "restock", "pay", "fulfil", "cancel"}
+    assert set(invariants_of(model)) == {"overview"}
+    shape = ProgramShape(model, concurrency=3, steps=6)
+    assert {op.name for op in shape.drawable} == set(rules_of(model))
+    assert [invocation.name for invocation in shape.final] == ["overview"]
+
+
 @pytest.mark.slow
 def test_correct_service_passes(tmp_path: Path) -> None:
     """No false alarm at the default settings; every invariant is checked and passes."""
@@ -285,17 +301,34 @@ def test_correct_service_passes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_no_false_alarm_under_faults_or_clients_at_once(tmp_path: Path) -> None:
     """Lost answers, duplicates, timeouts and resets are tolerated; three clients at once
-    on the correct service are always linearizable."""
+    on the correct service are always linearizable, with faults too."""
     with sample_service("checkout") as url:
         faults = _workload(url, tmp_path, "--seed", "1", "--faults", "all", "--examples", "30")
         clients = _workload(url, tmp_path, "--seed", "1", "--concurrency", "3", "--examples", "30")
+        together = ["--faults", "all", "--concurrency", "3", "--examples", "30"]
+        both = _workload(url, tmp_path, "--seed", "1", *together)
     assert faults.code == 0, faults.out + faults.err
     assert {"stock_matches_model", "orders_listed", "order_once_per_key"} <= _passed(faults)
     (summary,) = [line for line in faults.lines if line.startswith("SUMMARY")]
     assert "lost-response=" in summary
     assert clients.code == 0, clients.out + clients.err
-    (passed,) = [line for line in clients.lines if line.startswith("INVARIANT PASS")]
-    assert passed.startswith("INVARIANT PASS linearizable checks=90")
+    linearizable = [line for line in clients.lines if "PASS linearizable" in line]
+    assert linearizable[0].startswith("INVARIANT PASS linearizable checks=90"), clients.out
+    assert both.code == 0, both.out + both.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("name", ["order-rejects-exact-stock", "oversell-last-unit"])
+def test_boundaries_come_up_without_a_rule_for_them(name: str, seed: int) -> None:
+    """Orders of exactly the units left and of one more are drawn from the shop's state
+    (``from_state``) among plain quantities: no rule was written for either boundary, and
+    each bug at one is found with seeds no one tuned for."""
+    (bug,) = [bug for bug in checkout.BUGS if bug.name == name]
+    with in_process("checkout", name) as service:
+        result = service.run(MODEL, seed=seed)
+    assert result.code == 1, result.out + result.err
+    assert f"INVARIANT FAIL {bug.invariant} expected=" in result.out
 
 
 @pytest.mark.slow
