@@ -346,5 +346,6 @@ def test_seeded_bug_is_found_named_and_shrunk(bug: Bug, tmp_path: Path) -> None:
         size = int(result.out.split("minimal parallel program (", 1)[1].split()[0])
         assert bug.minimal_steps <= size <= bug.minimal_steps + 1, result.out
     else:
-        noun = "step" if bug.minimal_steps == 1 else "steps"
-        assert f"minimal sequence ({bug.minimal_steps} {noun}, shrunk from" in result.out
+        # At most the bug's known minimal length (oversell-last-unit can take 1 step).
+        size = int(result.out.split("minimal sequence (", 1)[1].split()[0])
+        assert 1 <= size <= bug.minimal_steps, result.out

@@ -416,7 +416,7 @@ def test_race_bug_is_found_replayed_and_emitted(
     assert plain.code == 0, plain.out + plain.err
     (fail,) = [line for line in found.lines if line.startswith("INVARIANT FAIL")]
     assert fail.startswith("INVARIANT FAIL linearizable expected=linearizable actual=")
-    assert "fits no order of the operations" in fail
+    assert "fits no order of t" in fail  # (a long result cuts the line short)
     # Shrunk to the known minimum (threads' timing could, rarely, leave one more).
     size = _size(found)
     assert bug.minimal_steps <= size <= bug.minimal_steps + 1, found.out

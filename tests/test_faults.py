@@ -188,7 +188,12 @@ FAULT_BUGS = [bug for bug in payments_sample.BUGS if bug.faults]
 
 
 def _trace(result: Completed) -> dict[str, Any]:
-    (line,) = [line for line in result.lines if line.startswith("  trace: ")]
+    # The failure's own trace: the first after its INVARIANT FAIL line (a failure of
+    # another kind seen on the way, not shrunk, is listed after it with its own).
+    lines = result.lines[
+        next(i for i, x in enumerate(result.lines) if x.startswith("INVARIANT FAIL")) :
+    ]
+    line = next(line for line in lines if line.startswith("  trace: "))
     return dict(json.loads(Path(line.split("trace: ", 1)[1]).read_text()))
 
 

@@ -547,7 +547,8 @@ def run_model(
             "--steps"
         )
     never = state.coverage.never_observed() if state.first_failure is None else {}
-    if never and not state.stopped:
+    # Stopped by the time budget with nothing ever read is not a pass either.
+    if never and state.stopped in (None, "time budget"):
         name, error = next(iter(never.items()))
         raise TargetError(
             f"{config.url}: invariant {name} could not read the service in any of its "

@@ -80,7 +80,7 @@ BUGS = (
         "off-by-one), so once the last unit is sold the next order takes one more and the "
         "stock goes negative",
         invariant="stock_non_negative",
-        minimal_steps=1,
+        minimal_steps=2,
     ),
     Bug(
         name="order-rejects-exact-stock",
