@@ -492,7 +492,7 @@ def test_sigterm_ends_a_concurrent_run_in_order(payments: Service, tmp_path: Pat
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, out + err
     last = out.splitlines()[-1]
-    assert last.startswith("SUMMARY passed") and "stopped=terminated" in last, out
+    assert last.startswith("SUMMARY stopped") and "stopped=terminated" in last, out
 
 
 UNRECORDABLE_RULE = """

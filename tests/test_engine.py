@@ -177,7 +177,7 @@ def test_a_failure_found_is_never_lost_when_shrinking_moves_on(tmp_path: Path) -
             ("also-failed", "three_reads"),
         ]
         # The first failure's trace keeps the run's name; the other kind's sits beside it.
-        assert traces[0].name == traces[1].stem + "-first_page.json"
+        assert traces[0].name == traces[1].stem + "-first_page-False-True.json"
         return
     raise AssertionError("no seed found three_reads first and then shrank to first_page")
 

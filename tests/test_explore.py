@@ -154,7 +154,7 @@ def test_sigint_ends_explore_with_a_summary(payments: Service, tmp_path: Path) -
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     last = out.splitlines()[-1]
-    assert last.startswith("SUMMARY passed") and last.endswith("stopped=interrupted")
+    assert last.startswith("SUMMARY stopped") and last.endswith("stopped=interrupted")
     assert "COVERAGE rules:" in out
 
 

@@ -8,13 +8,10 @@ one line on stderr, never a traceback.
 from __future__ import annotations
 
 import math
-import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -31,8 +28,8 @@ from ._errors import InvalidOption, PropworkloadError
 from ._faults import FAULT_KINDS
 from ._loader import load_model
 from ._model import Model
-from ._runtime import StopRun, clear_stop, request_stop
 from ._scaffold import scaffold
+from ._signals import STATUS, StopRun, handling_signals, interruptible, stop_requested
 from .samples import load_sample, validate_bugs
 from .samples._serve import serve_socket
 
@@ -137,9 +134,17 @@ def _run_options(command: F) -> F:
     return command
 
 
+def _stoppable(call: Callable[[], int]) -> int:
+    """``call()`` with SIGTERM and Ctrl-C owned by :mod:`propworkload._signals`: a
+    command stopped by one is never a pass, even if the signal came as it finished."""
+    with handling_signals():
+        code = call()
+        reason = stop_requested()
+        return STATUS.get(reason, 130) if code == 0 and reason is not None else code
+
+
 def _execute(model_cls: type[Model], model_path: str | None, **options: Any) -> int:
-    with _stop_on_signals():
-        return commands.run(model_cls, model_path, RunOptions(**options))
+    return _stoppable(lambda: commands.run(model_cls, model_path, RunOptions(**options)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -209,8 +214,7 @@ def run(model: str, **options: Any) -> int:
 def explore(model: str, **options: Any) -> int:
     """Explore MODEL for a long time: every distinct failure, coverage, reports."""
     model_cls, path = load_model(model)
-    with _stop_on_signals():
-        return commands.explore(model_cls, str(path), ExploreOptions(**options))
+    return _stoppable(lambda: commands.explore(model_cls, str(path), ExploreOptions(**options)))
 
 
 @cli.command()
@@ -243,10 +247,14 @@ def replay(
     emit_pytest: Path | None,
 ) -> int:
     """Re-execute the steps recorded in TRACE and say whether the failure happens again."""
-    with _stop_on_signals():
-        return commands.replay(
-            trace_file, url=url, repeat=repeat, model_file=model_file, emit_pytest=emit_pytest
-        )
+
+    def replay_trace() -> int:
+        with interruptible():
+            return commands.replay(
+                trace_file, url=url, repeat=repeat, model_file=model_file, emit_pytest=emit_pytest
+            )
+
+    return _stoppable(replay_trace)
 
 
 @cli.command()
@@ -307,25 +315,6 @@ def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
     return 0
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT end the run in order: the engine reports what it found so far
-    and rewrites the trace, instead of dying mid-way."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        reason = "terminated" if signum == signal.SIGTERM else "interrupted"
-        request_stop(reason)  # in case the exception below is swallowed where it lands
-        raise StopRun(reason)
-
-    clear_stop()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _fail(message: str, code: int) -> NoReturn:
     one_line = " ".join(message.split())
     click.echo(f"propworkload: error: {one_line}", err=True)
@@ -343,7 +332,10 @@ def _invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) 
         _fail(f"{exc.format_message().rstrip('.')} (see: {where} --help)", 2)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except (click.Abort, StopRun):
+    except StopRun as stop:
+        # Stopped before a run had started (it reports the stop itself once started).
+        _fail(stop.reason, STATUS.get(stop.reason, 130))
+    except click.Abort:
         _fail("interrupted", 130)
     except PropworkloadError as exc:
         _fail(str(exc), exc.exit_code)

@@ -42,6 +42,8 @@ from ._record import redact_url
 from ._regression import emit_pytest as write_pytest
 from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
 from ._report import json_report, write_json_report, write_junit
+from ._results import verdict
+from ._signals import stop_requested
 from ._target import check_url, resolve_target
 from ._trace import Artifacts, TraceWriter, is_parallel, load_trace
 
@@ -51,6 +53,8 @@ DEFAULT_EXAMPLES = 100
 DEFAULT_STEPS = 20
 DEFAULT_TIME_BUDGET = 120.0
 DEFAULT_REPEAT = 3
+#: Seconds between the PROGRESS lines ``run`` writes to stderr.
+RUN_PROGRESS_INTERVAL = 5.0
 
 
 @attrs.frozen(kw_only=True)
@@ -157,7 +161,16 @@ def run(
             artifacts=artifacts,
             sample=model_cls.sample if _embedded(options.url) else None,
         )
-        result = run_model(model_cls, config, listeners=[console], write_trace=writer)
+        progress = Progress(
+            budget=options.time_budget,
+            stream=sys.stderr,
+            interval=RUN_PROGRESS_INTERVAL,
+            live=False,
+        )
+        try:
+            result = run_model(model_cls, config, listeners=[console, progress], write_trace=writer)
+        finally:
+            progress.close()
     return result.exit_code
 
 
@@ -287,11 +300,12 @@ def explore(
             echo(f"INVARIANT PASS {name} checks={count}")
     for line in format_coverage(coverage):
         echo(line)
+    result.stopped = result.stopped or stop_requested()
     code = result.exit_code
     if code == 0 and options.fail_on_gap and result.gaps:
         code = 1
     if options.report_json:
-        report = json_report(result, coverage=coverage, failed=code == 1)
+        report = json_report(result, coverage=coverage, code=code)
         write_json_report(options.report_json, report)
         echo(f"REPORT json: {options.report_json}")
     if options.junit:
@@ -302,14 +316,13 @@ def explore(
             gaps_fail=options.fail_on_gap,
         )
         echo(f"REPORT junit: {options.junit}")
-    verdict = "failed" if code == 1 else "passed"
     extra = f" stopped={result.stopped}" if result.stopped else ""
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
         if result.unchecked:
             extra += f" unchecked={result.unchecked}"
     echo(
-        f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
+        f"SUMMARY {verdict(code)} examples={result.examples} steps={result.steps} "
         f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
         f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
     )

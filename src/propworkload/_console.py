@@ -22,7 +22,7 @@ from ._describe import program_lines
 from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
 from ._record import ExampleRecord, Exchange, Failure, Step, redact_url
 from ._replay import ReplayOutcome
-from ._results import RunResult
+from ._results import RunResult, verdict
 from ._text import VALUE_WIDTH, cut, focus, short
 
 __all__ = [
@@ -223,7 +223,6 @@ def format_result(result: RunResult) -> list[str]:
             f"SAVED {n} saved failure{'s' if n > 1 else ''} from earlier runs "
             f"did not fail again and {'were' if n > 1 else 'was'} dropped from the failure database"
         )
-    verdict = "passed" if result.passed else "failed"
     extra = f" stopped={result.stopped.replace(' ', '-')}" if result.stopped else ""
     if result.saved_retried:
         reproduced = result.saved_retried - result.saved_dropped
@@ -234,13 +233,14 @@ def format_result(result: RunResult) -> list[str]:
         if injected:
             extra += " (" + ", ".join(f"{k}={v}" for k, v in sorted(injected.items())) + ")"
     if result.abandoned:
-        extra += f" abandoned={result.abandoned}"
+        share = result.abandoned / max(result.examples, 1)
+        extra += f" abandoned={result.abandoned} ({share:.0%} of examples)"
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
         if result.unchecked:
             extra += f" unchecked={result.unchecked}"
     lines.append(
-        f"SUMMARY {verdict} examples={result.examples} steps={result.steps} "
+        f"SUMMARY {verdict(result.exit_code)} examples={result.examples} steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"
     )
     return lines

@@ -46,6 +46,7 @@ from ._program import Program
 from ._record import ExampleRecord, Step
 from ._results import OtherFailure, RunResult
 from ._runtime import RunState, StopRun, using_run
+from ._signals import interruptible, raise_if_stopped, stop_requested
 from ._target import probe, ssl_context
 
 __all__ = ["RunConfig", "RunResult", "catalog", "fresh_seed", "run_model"]
@@ -418,6 +419,11 @@ def _time_left(state: RunState) -> bool:
     return deadline is None or time.perf_counter() < deadline
 
 
+#: A run that drops this share of its examples (their outcome unknown, see
+#: ``Model.retry``) checked almost nothing: it is not a pass (exit 3).
+ABANDONED_LIMIT = 0.9
+
+
 def run_model(
     model_cls: type[Model],
     config: RunConfig,
@@ -462,8 +468,6 @@ def run_model(
             },
         )
     )
-    probe(config.url, transport=config.transport)
-
     started = time.perf_counter()
     state = RunState(
         url=config.url,
@@ -475,7 +479,6 @@ def run_model(
         generate_deadline=started + config.generate_share * config.time_budget,
         hard_deadline=started + config.time_budget,
     )
-    state.answered()  # the probe was answered
     driver = (_Sequential if config.concurrency is None else _Parallel)(model_cls, config, state)
     test = driver.test(_hypothesis_settings(config), seed, _digest(model_cls, config))
     transport = config.transport or httpx.HTTPTransport(retries=0, verify=ssl_context())
@@ -484,8 +487,12 @@ def run_model(
     flaky = False
     blob: str | None = None
     try:
-        with using_run(state), with_reporter(lambda _message: None):
-            test()
+        with interruptible():
+            raise_if_stopped()
+            probe(config.url, transport=config.transport)
+            state.answered()
+            with using_run(state), with_reporter(lambda _message: None):
+                test()
     except StopRun as stop:
         if stop.error is not None and state.first_failure is None:
             raise stop.error from None
@@ -530,6 +537,9 @@ def run_model(
         if config.transport is None:
             transport.close()
 
+    # A signal that came while nothing could be interrupted (loading, a write) still
+    # makes the run a stopped one.
+    state.stopped = state.stopped or stop_requested()
     if state.first_failure is None and state.examples == 0 and state.stopped == "time budget":
         raise InvalidOption(
             f"the time budget ({config.time_budget:g} s) ended before one example ran; "
@@ -545,6 +555,17 @@ def run_model(
             f"{model_cls.__name__}: none of the {state.runs} histories could be checked "
             f"within {config.check_timeout:g} s; give the model a partition or use fewer "
             "--steps"
+        )
+    if (
+        state.first_failure is None
+        and state.abandoned
+        and state.abandoned >= ABANDONED_LIMIT * state.examples
+        and state.stopped in (None, "time budget")
+    ):
+        raise TargetError(
+            f"{config.url}: {state.abandoned} of the {state.examples} examples were dropped "
+            "because a request's outcome was unknown (timeouts, resets) and the model did "
+            "not handle it; almost nothing was checked (use commands, or Model.retry in rules)"
         )
     never = state.coverage.never_observed() if state.first_failure is None else {}
     # Stopped by the time budget with nothing ever read is not a pass either.
@@ -564,7 +585,7 @@ def run_model(
         example = state.last_failure
     sequential = isinstance(driver, _Sequential)
     if sequential and example is not None and not flaky and not state.stopped and example.size > 1:
-        with using_run(state):
+        with using_run(state), interruptible():
             reduced = driver.reduce(example)
         if reduced is not example:
             blob = None  # Hypothesis's blob reproduces the sequence before the reduction
@@ -574,7 +595,7 @@ def run_model(
             # A race that did not fail when Hypothesis re-ran it once may still fail
             # often: reduce the smallest failing program, and let its measurement say.
             start = state.best_failure if flaky and state.best_failure else example
-            with using_run(state):
+            with using_run(state), interruptible():
                 reduced = driver.reduce(start)
             if reduced is not example:
                 blob = None  # Hypothesis's blob reproduces the program before the reduction

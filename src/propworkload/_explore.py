@@ -31,7 +31,7 @@ from ._loader import load_model
 from ._model import Model
 from ._record import ExampleRecord, Failure
 from ._results import interrupted_code
-from ._runtime import StopRun, request_stop, stop_requested
+from ._signals import StopRun, handling_signals, interruptible, raise_if_stopped, stop_requested
 from ._trace import Artifacts, TraceWriter
 
 __all__ = ["DistinctFailure", "ExploreResult", "WorkerJob", "explore", "explore_workers"]
@@ -257,11 +257,11 @@ class WorkerJob:
 def _worker(job: WorkerJob) -> ExploreResult:
     """One worker process: load the model, explore, return what it found."""
 
-    def stop(signum: int, frame: Any) -> None:
-        request_stop("terminated")
-        raise StopRun("terminated")
+    with handling_signals(sigint=False):
+        return _explore_job(job)
 
-    signal.signal(signal.SIGTERM, stop)
+
+def _explore_job(job: WorkerJob) -> ExploreResult:
     model_cls, _ = load_model(job.model)
     artifacts = Artifacts()
     database = open_database(job.database, default_folder=lambda: artifacts.folder() / "examples")
@@ -310,9 +310,11 @@ def explore_workers(
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         try:
-            while not all(f.done() for f in futures):
-                wait(futures, timeout=0.25)
-                tick(counters[0], counters[1], counters[2])
+            with interruptible():
+                raise_if_stopped()
+                while not all(f.done() for f in futures):
+                    wait(futures, timeout=0.25)
+                    tick(counters[0], counters[1], counters[2])
         except StopRun as stop:
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()  # SIGTERM: each worker returns what it has found

@@ -1,5 +1,7 @@
-"""Progress of a long exploration: a live line on a terminal (drawn with rich), a plain
-``PROGRESS`` line every few seconds otherwise (CI logs, simulators)."""
+"""Progress of a run: a live line on a terminal (drawn with rich), a plain ``PROGRESS``
+line every few seconds otherwise (CI logs, simulators). ``explore`` shows it on its
+output; ``run`` writes the plain lines to stderr, so that its output stays the workload's
+few lines and a slow run can still be told from a hung one."""
 
 from __future__ import annotations
 
@@ -18,7 +20,12 @@ class Progress:
     refreshed on a timer so that elapsed and remaining time move on a slow service too."""
 
     def __init__(
-        self, *, budget: float | None, stream: TextIO | None = None, interval: float = 5.0
+        self,
+        *,
+        budget: float | None,
+        stream: TextIO | None = None,
+        interval: float = 5.0,
+        live: bool | None = None,
     ) -> None:
         self.stream = stream or sys.stdout
         self.budget = budget
@@ -29,7 +36,7 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.live: Any = None
-        if self.stream.isatty():
+        if self.stream.isatty() if live is None else live:
             from rich.console import Console
             from rich.live import Live
 

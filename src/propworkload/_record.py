@@ -286,12 +286,13 @@ class Failure:
 
     @property
     def kind(self) -> str:
-        """What shrinking keeps to: the invariant (for an unexpected error, also the rule
-        that raised). Coarser than the signature: the operation that fits no order may
-        change as a race shrinks, and it is still the same race."""
-        if self.invariant == "unexpected_error" and self.rule:
-            return f"{self.invariant}@{self.rule}"
-        return self.invariant
+        """What shrinking keeps to (each kind is shrunk on its own, and has a trace of
+        its own): the signature, but for a history that is not linearizable only the
+        invariant. The operation that fits no order may change as a race shrinks, and it
+        is still the same race."""
+        if self.operation:
+            return self.invariant
+        return self.signature
 
 
 @attrs.define

@@ -9,6 +9,7 @@ from typing import Any
 from ._console import example_lines, fail_line
 from ._explore import DistinctFailure, ExploreResult
 from ._record import jsonable, redact_url
+from ._results import verdict
 from ._trace import write_json_atomic
 
 __all__ = ["REPORT_VERSION", "json_report", "write_json_report", "write_junit"]
@@ -23,8 +24,8 @@ def _sequence(found: DistinctFailure) -> list[str]:
     return [line.strip() for line in lines]
 
 
-def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool) -> dict[str, Any]:
-    """The JSON report as a dict; ``failed`` is the run's verdict (gaps can fail it)."""
+def json_report(result: ExploreResult, *, coverage: dict[str, Any], code: int) -> dict[str, Any]:
+    """The JSON report as a dict; ``code`` is the run's exit status (gaps can fail it)."""
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -38,7 +39,7 @@ def json_report(result: ExploreResult, *, coverage: dict[str, Any], failed: bool
         "seconds": round(result.seconds, 3),
         "concurrency": result.concurrency,
         "stopped": result.stopped,
-        "result": "failed" if failed else "passed",
+        "result": verdict(code),
         "failures": [
             {
                 "invariant": f.failure.invariant,

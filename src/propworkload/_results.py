@@ -9,13 +9,23 @@ import attrs
 from ._coverage import Coverage
 from ._faults import FaultPlan
 from ._record import ExampleRecord, Failure
+from ._signals import STATUS
 
-__all__ = ["OtherFailure", "RunResult", "interrupted_code"]
+__all__ = ["OtherFailure", "RunResult", "interrupted_code", "verdict"]
 
 
 def interrupted_code(stopped: str | None) -> int:
     """The exit status of a run stopped by a signal before anything failed (0 otherwise)."""
-    return {"terminated": 143, "interrupted": 130}.get(stopped or "", 0)
+    return STATUS.get(stopped or "", 0)
+
+
+def verdict(code: int) -> str:
+    """The word a SUMMARY line and a JSON report give a run that exits with ``code``:
+    ``failed``, ``passed``, or ``stopped`` (by a signal, before anything failed: not a
+    pass)."""
+    if code == 0:
+        return "passed"
+    return "stopped" if code in STATUS.values() else "failed"
 
 
 @attrs.frozen

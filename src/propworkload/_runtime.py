@@ -21,10 +21,11 @@ from hypothesis.control import current_build_context, reject
 from hypothesis.errors import InvalidArgument
 
 from ._coverage import Coverage
-from ._errors import InvalidOption, PropworkloadError, TargetUnreachable
+from ._errors import InvalidOption, TargetUnreachable
 from ._events import Event, ExampleFinished, FailureFound
 from ._faults import DrawnFaults, Fault, FaultPlan, InjectedFault, ScriptedFaults
 from ._record import ExampleRecord, redact_text
+from ._signals import StopRun, clear_stop, request_stop, stop_requested
 from ._target import check_url, embedded_sample
 
 __all__ = [
@@ -41,21 +42,6 @@ __all__ = [
     "stop_requested",
     "using_run",
 ]
-
-
-class StopRun(KeyboardInterrupt):
-    """Ends a Hypothesis run from inside an example.
-
-    Hypothesis takes any ``Exception`` for a failure to shrink, and on other
-    ``BaseException``s it still closes the example's data, which fails its consistency
-    check ("Inconsistent data generation") when an example stops drawing early. Only
-    ``KeyboardInterrupt`` leaves the engine untouched, so a stop is one.
-    """
-
-    def __init__(self, reason: str, error: PropworkloadError | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.error = error
 
 
 def _is_final_replay() -> bool:
@@ -209,25 +195,6 @@ class RunState:
             self.last_failure = record
             self.emit(FailureFound(example=record, first=first, new_kind=new_kind))
         self.emit(ExampleFinished(example=record))
-
-
-_STOP: list[str] = []
-
-
-def request_stop(reason: str) -> None:
-    """Ask every run in this process to stop (a signal: ``terminated``, ``interrupted``)."""
-    if not _STOP:
-        _STOP.append(reason)
-
-
-def stop_requested() -> str | None:
-    """Why the process was asked to stop, if it was."""
-    return _STOP[0] if _STOP else None
-
-
-def clear_stop() -> None:
-    """Forget an earlier stop request (a new command starts)."""
-    _STOP.clear()
 
 
 _CURRENT: ContextVar[RunState | None] = ContextVar("propworkload_run", default=None)

@@ -180,10 +180,10 @@ class TraceWriter:
                 folder = self.artifacts.folder() / "traces"
                 folder.mkdir(parents=True, exist_ok=True)
                 kind_suffix = "-concurrent" if example.parallel else ""
-                path = folder / f"{self.model_name}-{self.seed}-{stamp}{kind_suffix}.json"
+                path = _reserve(folder, f"{self.model_name}-{self.seed}-{stamp}{kind_suffix}")
             else:
                 first = next(iter(self.paths.values()))
-                suffix = re.sub(r"[^\w.-]+", "_", kind.replace("@", "-"))[:80]
+                suffix = re.sub(r"[^\w.]+", "-", kind).strip("-")[:80]
                 path = first.with_name(f"{first.stem}-{suffix}.json")
             self.paths[kind] = path
         return path
@@ -250,6 +250,20 @@ class TraceWriter:
                 write_text_atomic(timeline, timeline_html(self.model_name, example))
         write_json_atomic(path, data)
         return path
+
+
+def _reserve(folder: Path, stem: str) -> Path:
+    """A trace path in ``folder`` no other run has: ``stem.json``, else ``stem-2.json``
+    and so on. The name is claimed by creating the file (two runs with one seed started
+    in the same second would otherwise write one trace over the other)."""
+    for number in range(1, 10_000):
+        path = folder / (f"{stem}.json" if number == 1 else f"{stem}-{number}.json")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"{folder}: no free name for a trace of {stem}")
 
 
 _REQUIRED = {
