@@ -1,9 +1,10 @@
 """What the commands do, behind the command line: ``run``, ``explore`` and ``replay``.
 
-Each takes its options as values and a stream to print to, and returns the exit status;
-tool errors are raised as :class:`PropworkloadError` (the command line prints them as one
-line). The command line (``_cli``) only parses; tests call these in-process, with an app
-served in-process as the target (``transport``).
+Each takes its options as values and a stream to print to (scrubbed of secrets, as every
+line the tool prints), and returns the exit status; tool errors are raised as
+:class:`PropworkloadError` (the command line prints them as one line). The command line
+(``_cli``) only parses; tests call these in-process, with an app served in-process as the
+target (``transport``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ._loader import load_model
 from ._model import Model
 from ._progress import Progress
 from ._record import redact_url
+from ._redact import ScrubbingStream
 from ._regression import emit_pytest as write_pytest
 from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
 from ._report import json_report, write_json_report, write_junit
@@ -125,7 +127,7 @@ def run(
 ) -> int:
     """``propworkload run``: a bounded workload. ``transport`` reaches ``options.url``
     without the network (an app served in-process)."""
-    stream = out or sys.stdout
+    stream = ScrubbingStream.wrap(out or sys.stdout)
     console = ConsoleReporter(stream)
     repeat = _repeat(options.repeat, options.concurrency)
     seed = fresh_seed() if options.seed is None else options.seed
@@ -171,7 +173,7 @@ def explore(
 ) -> int:
     """``propworkload explore``: rounds with fresh seeds until the budget, every distinct
     failure, coverage, reports; sequential or parallel programs alike."""
-    stream = out or sys.stdout
+    stream = ScrubbingStream.wrap(out or sys.stdout)
 
     def echo(line: str) -> None:
         print(line, file=stream, flush=True)
@@ -329,7 +331,7 @@ def replay(
     """``propworkload replay``: re-execute a trace's steps (or its parallel program) and
     say whether the failure happens again; or write it as a pytest regression.
     ``transport`` reaches ``url`` without the network (an app served in-process)."""
-    stream = out or sys.stdout
+    stream = ScrubbingStream.wrap(out or sys.stdout)
 
     def echo(line: str) -> None:
         print(line, file=stream, flush=True)

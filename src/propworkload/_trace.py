@@ -24,6 +24,7 @@ from ._describe import timeline_html
 from ._errors import InvalidTrace
 from ._model import Model
 from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
+from ._redact import write_text_atomic
 from ._results import RunResult
 from ._values import encode
 from ._version import __version__
@@ -82,22 +83,9 @@ class Artifacts:
         return self._folder
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename (secrets
+    scrubbed, as from every file: :func:`write_text_atomic`)."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
