@@ -68,6 +68,34 @@ def test_url_check_error_hides_the_password(propworkload: CLI, free_url: str) ->
     assert "--url='http://[redacted]@127.0.0.1:99999' has port 99999" in result.err
 
 
+def test_credentialed_run_traces_and_replays_without_the_password(
+    payments: Service, propworkload: CLI, tmp_path: Path
+) -> None:
+    """A run with a password in its URL keeps it out of the output and the trace; the
+    trace does not replay without the URL (it never kept the password), and replays with
+    it, printing the target redacted."""
+    with payments("retry-after-refund") as url:
+        target = _with_password(url)
+        found = propworkload("run", str(PAYMENTS_MODEL), "--url", target, "--seed", "1")
+        assert found.code == 1, found.out + found.err
+        trace = _trace_of(found)
+        assert _leaks(found.out + found.err + trace.read_text(), MARK) == []
+
+        alone = propworkload("replay", str(trace))
+        assert alone.code == 2
+        assert alone.out == ""
+        assert alone.err == (
+            "propworkload: error: the trace's target had a password, which traces never "
+            "keep; give the URL with --url or APP_URL\n"
+        )
+
+        again = propworkload("replay", str(trace), "--url", target)
+        assert again.code == 1, again.out + again.err
+        assert _leaks(again.out + again.err, MARK) == []
+        assert again.lines[0].startswith(f"REPLAY {trace} model=payments target=http://[redacted]@")
+        assert "REPLAY reproduced: charged_once failed again at step 3" in again.lines
+
+
 # -- a service that echoes secrets back ------------------------------------------------
 
 

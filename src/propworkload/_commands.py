@@ -40,7 +40,7 @@ from ._loader import load_model
 from ._model import Model
 from ._progress import Progress
 from ._record import redact_url
-from ._redact import ScrubbingStream
+from ._redact import REDACTED, ScrubbingStream
 from ._regression import emit_pytest as write_pytest
 from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
 from ._report import json_report, write_json_report, write_junit
@@ -349,14 +349,22 @@ def replay(
     model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
     target: str | None
     if url:
-        target = shown = check_url(url, "--url")
+        target = check_url(url, "--url")
     elif os.environ.get("APP_URL"):
-        target = shown = check_url(os.environ["APP_URL"], "APP_URL")
+        target = check_url(os.environ["APP_URL"], "APP_URL")
     elif trace.get("sample") and trace.get("sample") == model_cls.sample:
         # The run used the embedded sample service, long gone: start a fresh one.
-        target, shown = None, f"embedded-{trace['sample']}-sample"
+        target = None
+    elif REDACTED in trace["target"]:
+        # Sending "[redacted]" as the password (or key) would only get a 401.
+        secret = "a password" if "@" in trace["target"] else "a secret query value"
+        raise InvalidOption(
+            f"the trace's target had {secret}, which traces never keep; "
+            "give the URL with --url or APP_URL"
+        )
     else:
-        target = shown = check_url(trace["target"], "the trace's target")
+        target = check_url(trace["target"], "the trace's target")
+    shown = redact_url(target) if target else f"embedded-{trace['sample']}-sample"
     if is_parallel(trace):
         return _replay_program(trace, trace_file, model_cls, target, shown, repeat, echo, transport)
     runs = repeat or 1
