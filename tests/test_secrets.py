@@ -297,3 +297,47 @@ def test_console_stream_scrubs_a_secret_split_across_writes() -> None:
     print("a", "spl1t", end="", file=stream)
     print("-secret b", file=stream, flush=True)
     assert out.getvalue() == "a [redacted] b\n"
+
+
+ARGUMENT_MODEL = """
+from hypothesis import strategies as st
+
+from propworkload import Model, invariant, rule
+
+CORRECT = "c0rrect-pw"
+
+
+class Login(Model):
+    sample = None
+
+    def setup(self):
+        self.http.post("/login", json={"user": "ann", "password": CORRECT})
+        self.correct = False
+
+    @rule(password=st.sampled_from(["wr0ng-pw", CORRECT]))
+    def login(self, password):
+        self.http.post("/login", json={"user": "ann", "password": password})
+        self.correct = password == CORRECT
+
+    @invariant()
+    def never_correct(self):
+        self.check("never_correct", expected=False, actual=self.correct)
+"""
+
+
+def test_an_argument_learned_as_a_secret_stays_in_the_trace(
+    echo_url: str, propworkload: CLI, tmp_path: Path
+) -> None:
+    """A rule's argument is kept in the trace, as replay needs it, even when the same
+    value was learned as a secret before (sent in a password field by setup())."""
+    model = tmp_path / "login.py"
+    model.write_text(ARGUMENT_MODEL)
+    found = propworkload("run", str(model), "--url", echo_url, "--seed", "1")
+    assert found.code == 1, found.out + found.err
+    trace = _trace_of(found)
+    (step,) = json.loads(trace.read_text())["steps"]
+    assert step["arguments"] == {"password": "c0rrect-pw"}
+    assert json.loads(step["exchanges"][0]["request_body"])["password"] == "[redacted]"
+    again = propworkload("replay", str(trace), "--url", echo_url)
+    assert again.code == 1, again.out + again.err
+    assert "REPLAY reproduced: never_correct failed again at step 1" in again.lines

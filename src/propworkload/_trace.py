@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +83,10 @@ class Artifacts:
         return self._folder
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any, *, keep: Collection[str] = ()) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename (secrets
-    scrubbed, as from every file: :func:`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    scrubbed, but for ``keep``, as from every file: :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n", keep=keep)
 
 
 def _exchange(exchange: Exchange) -> dict[str, Any]:
@@ -236,7 +236,8 @@ class TraceWriter:
             )
             if history is not None:
                 write_text_atomic(timeline, timeline_html(self.model_name, example))
-        write_json_atomic(path, data)
+        # The arguments stay as they were, a secret or not: replay sends them again.
+        write_json_atomic(path, data, keep=example.generated)
         return path
 
 
