@@ -21,6 +21,7 @@ from propworkload._commands import explore as explore_command
 from propworkload._commands import replay as replay_command
 from propworkload._commands import run as run_command_in_process
 from propworkload._loader import load_model
+from propworkload._redact import forget_secrets
 from propworkload._target import sample_service
 from propworkload.samples import load_sample, validate_bugs
 
@@ -73,12 +74,14 @@ def payments_workload(url: str, tmp_path: Path, *args: str) -> Completed:
 
 
 @pytest.fixture(autouse=True)
-def _artifacts_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs made in this process write their traces under the test's temporary folder and
-    take no target from the environment."""
+def _artifacts_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Runs made in this process write their traces under the test's temporary folder,
+    take no target from the environment, and leave no learned secret to later tests."""
     monkeypatch.setenv("PROPWORKLOAD_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.delenv("APP_URL", raising=False)
     monkeypatch.delenv("PROPWORKLOAD_SEED", raising=False)
+    yield
+    forget_secrets()
 
 
 @pytest.fixture

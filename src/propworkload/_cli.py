@@ -2,7 +2,8 @@
 
 Exit status: 0 every invariant held; 1 an invariant failed (or a step raised); 2 usage or
 model error; 3 the target could not be reached or set up. Errors with status 2 and 3 are
-one line on stderr, never a traceback.
+one line on stderr, never a traceback. Everything printed is scrubbed of secrets
+(``_redact``): the command line's standard streams are wrapped first thing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._errors import InvalidOption, PropworkloadError
 from ._faults import FAULT_KINDS
 from ._loader import load_model
 from ._model import Model
+from ._redact import install_console, scrub
 from ._scaffold import scaffold
 from ._signals import STATUS, StopRun, handling_signals, interruptible, stop_requested
 from .samples import load_sample, validate_bugs
@@ -316,7 +318,7 @@ def demo(name: str, port: int, bugs: tuple[str, ...], list_bugs: bool) -> int:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    one_line = " ".join(message.split())
+    one_line = scrub(" ".join(message.split()))
     click.echo(f"propworkload: error: {one_line}", err=True)
     sys.exit(code)
 
@@ -344,6 +346,7 @@ def _invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) 
 
 def cli_main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``propworkload`` console script."""
+    install_console()
     _invoke(cli, argv, "propworkload")
 
 
@@ -355,6 +358,7 @@ def main(model: type[Model], argv: Sequence[str] | None = None) -> NoReturn:
         if __name__ == "__main__":
             main(Payments)
     """
+    install_console()
     if not (isinstance(model, type) and issubclass(model, Model)):
         _fail(f"main() needs a propworkload.Model subclass, got {model!r}", 2)
     model_file = sys.modules[model.__module__].__dict__.get("__file__")

@@ -1,9 +1,10 @@
 """What the commands do, behind the command line: ``run``, ``explore`` and ``replay``.
 
-Each takes its options as values and a stream to print to, and returns the exit status;
-tool errors are raised as :class:`PropworkloadError` (the command line prints them as one
-line). The command line (``_cli``) only parses; tests call these in-process, with an app
-served in-process as the target (``transport``).
+Each takes its options as values and a stream to print to (scrubbed of secrets, as every
+line the tool prints), and returns the exit status; tool errors are raised as
+:class:`PropworkloadError` (the command line prints them as one line). The command line
+(``_cli``) only parses; tests call these in-process, with an app served in-process as the
+target (``transport``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ._loader import load_model
 from ._model import Model
 from ._progress import Progress
 from ._record import redact_url
+from ._redact import REDACTED, ScrubbingStream
 from ._regression import emit_pytest as write_pytest
 from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
 from ._report import json_report, write_json_report, write_junit
@@ -129,7 +131,7 @@ def run(
 ) -> int:
     """``propworkload run``: a bounded workload. ``transport`` reaches ``options.url``
     without the network (an app served in-process)."""
-    stream = out or sys.stdout
+    stream = ScrubbingStream.wrap(out or sys.stdout)
     console = ConsoleReporter(stream)
     repeat = _repeat(options.repeat, options.concurrency)
     seed = fresh_seed() if options.seed is None else options.seed
@@ -184,7 +186,7 @@ def explore(
 ) -> int:
     """``propworkload explore``: rounds with fresh seeds until the budget, every distinct
     failure, coverage, reports; sequential or parallel programs alike."""
-    stream = out or sys.stdout
+    stream = ScrubbingStream.wrap(out or sys.stdout)
 
     def echo(line: str) -> None:
         print(line, file=stream, flush=True)
@@ -342,7 +344,7 @@ def replay(
     """``propworkload replay``: re-execute a trace's steps (or its parallel program) and
     say whether the failure happens again; or write it as a pytest regression.
     ``transport`` reaches ``url`` without the network (an app served in-process)."""
-    stream = out or sys.stdout
+    stream = ScrubbingStream.wrap(out or sys.stdout)
 
     def echo(line: str) -> None:
         print(line, file=stream, flush=True)
@@ -360,14 +362,22 @@ def replay(
     model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
     target: str | None
     if url:
-        target = shown = check_url(url, "--url")
+        target = check_url(url, "--url")
     elif os.environ.get("APP_URL"):
-        target = shown = check_url(os.environ["APP_URL"], "APP_URL")
+        target = check_url(os.environ["APP_URL"], "APP_URL")
     elif trace.get("sample") and trace.get("sample") == model_cls.sample:
         # The run used the embedded sample service, long gone: start a fresh one.
-        target, shown = None, f"embedded-{trace['sample']}-sample"
+        target = None
+    elif REDACTED in trace["target"]:
+        # Sending "[redacted]" as the password (or key) would only get a 401.
+        secret = "a password" if "@" in trace["target"] else "a secret query value"
+        raise InvalidOption(
+            f"the trace's target had {secret}, which traces never keep; "
+            "give the URL with --url or APP_URL"
+        )
     else:
-        target = shown = check_url(trace["target"], "the trace's target")
+        target = check_url(trace["target"], "the trace's target")
+    shown = redact_url(target) if target else f"embedded-{trace['sample']}-sample"
     if is_parallel(trace):
         return _replay_program(trace, trace_file, model_cls, target, shown, repeat, echo, transport)
     runs = repeat or 1

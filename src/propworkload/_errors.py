@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._redact import DEFAULT_REDACT_FIELDS, redact_fields, scrub
+
 __all__ = [
     "InvalidModel",
     "InvalidOption",
@@ -69,7 +71,9 @@ class InvariantFailure(AssertionError):
     """A rule of the service was broken: ``expected`` and ``actual`` differ.
 
     Raised by :meth:`propworkload.Model.check`; it carries the invariant's ``name``,
-    ``expected`` and ``actual`` values and the ``ids`` (customer, key, ...) involved.
+    ``expected`` and ``actual`` values and the ``ids`` (customer, key, ...) involved. Its
+    message (what pytest prints) shows them with secrets redacted: ids and fields named
+    like ``password``, ``secret`` or ``token``, and every secret the process learned.
     """
 
     def __init__(
@@ -79,5 +83,11 @@ class InvariantFailure(AssertionError):
         self.expected = expected
         self.actual = actual
         self.ids = dict(ids or {})
-        shown = " ".join(f"{k}={v}" for k, v in self.ids.items())
+        fields = DEFAULT_REDACT_FIELDS
+        shown = " ".join(f"{k}={v}" for k, v in redact_fields(self.ids, fields).items())
+        expected, actual = redact_fields(expected, fields), redact_fields(actual, fields)
         super().__init__(f"{name} expected={expected!r} actual={actual!r} {shown}".rstrip())
+
+    def __str__(self) -> str:
+        # Scrubbed when shown, not when raised: a secret learned in between counts too.
+        return scrub(super().__str__())

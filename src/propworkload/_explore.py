@@ -30,6 +30,7 @@ from ._events import Event, ExampleFinished, FailureFound
 from ._loader import load_model
 from ._model import Model
 from ._record import ExampleRecord, Failure
+from ._redact import install_console, learn_all, learned, scrub
 from ._results import interrupted_code
 from ._signals import StopRun, handling_signals, interruptible, raise_if_stopped, stop_requested
 from ._trace import Artifacts, TraceWriter
@@ -90,6 +91,8 @@ class ExploreResult:
     failures: list[DistinctFailure] = attrs.field(factory=list)
     coverage: Coverage = attrs.field(factory=Coverage)
     gaps: list[str] = attrs.field(factory=list)
+    #: A worker's secrets (``_redact``), learned by the parent that prints its findings.
+    secrets: tuple[str, ...] = ()
 
     def add(self, failure: DistinctFailure) -> None:
         """Keep ``failure`` unless an equal one is known; of two, keep the one shrunk to
@@ -222,10 +225,12 @@ def explore(
 _COUNTERS: Any = None
 
 
-def _init_worker(counters: Any) -> None:
+def _init_worker(counters: Any, secrets: tuple[str, ...]) -> None:
     global _COUNTERS
     _COUNTERS = counters
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    install_console()  # a worker prints nothing of its own; a crash's traceback, scrubbed
+    learn_all(secrets)
 
 
 def _count(event: Event) -> None:
@@ -255,10 +260,16 @@ class WorkerJob:
 
 
 def _worker(job: WorkerJob) -> ExploreResult:
-    """One worker process: load the model, explore, return what it found."""
-
-    with handling_signals(sigint=False):
-        return _explore_job(job)
+    """One worker process: load the model, explore, return what it found and the
+    secrets it learned; an error's message goes back to the parent scrubbed."""
+    try:
+        with handling_signals(sigint=False):
+            result = _explore_job(job)
+    except PropworkloadError as exc:
+        exc.args = (scrub(str(exc)),)
+        raise
+    result.secrets = learned()
+    return result
 
 
 def _explore_job(job: WorkerJob) -> ExploreResult:
@@ -300,7 +311,7 @@ def explore_workers(
         max_workers=len(jobs),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(counters,),
+        initargs=(counters, learned()),
     ) as pool:
         # Workers are started by submit(); a Ctrl-C before their initializer ran would kill
         # them mid-start, so SIGINT stays blocked (and, in the children, ignored) meanwhile.
@@ -322,9 +333,13 @@ def explore_workers(
             results = [f.result() for f in futures if f.done() and f.exception() is None]
             for result in results:
                 result.stopped = stop.reason
+                learn_all(result.secrets)
             return results
         for future in futures:
             error = future.exception()
             if isinstance(error, PropworkloadError):
                 raise error
-        return [f.result() for f in futures]
+        results = [f.result() for f in futures]
+        for result in results:
+            learn_all(result.secrets)
+        return results

@@ -337,6 +337,7 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
             self.check("balance_non_negative", holds=balance >= 0, expected=">=0",
                        actual=balance, customer=self.tenant)
         """
+        __tracebackhide__ = True  # pytest would print the ids (secrets too) as its arguments
         self._pw_example.checks[name] += 1
         ok = (expected == actual) if holds is None else bool(holds)
         if ok or check_signature(name, expected, actual) in self._pw_run.known_failures:
@@ -446,6 +447,7 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         Not ``strict`` (a client's view of the state in a parallel program, where other
         clients' operations land unseen): the view moves on where it can and stays as it
         is where it cannot; the linearizability check is what judges."""
+        __tracebackhide__ = True  # pytest would print the step (echoed secrets too)
         if not strict:
             with contextlib.suppress(Exception):
                 self._pw_advance(command, arguments, step)

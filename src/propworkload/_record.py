@@ -2,19 +2,20 @@
 
 An :class:`ExampleRecord` holds the steps of one example (rule, arguments, result or
 error) and every HTTP exchange made during it, captured by :class:`RecordingTransport`,
-which wraps the real ``httpx`` transport. Headers and query parameters that look like
-secrets are redacted *when recorded*, so no later consumer (trace, console, report) can
-leak them.
+which wraps the real ``httpx`` transport. Headers, query parameters and JSON fields that
+look like secrets are redacted *when recorded*, so no later consumer (trace, console,
+report) can leak them, and their values are learned (``_redact``): wherever one shows up
+later (echoed back, in a message), what leaves the process has it scrubbed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -24,6 +25,19 @@ import httpx
 
 from ._linearizability import CheckResult, Operation
 from ._program import Program
+from ._redact import (
+    DEFAULT_REDACT_FIELDS,
+    REDACTED,
+    is_secret_name,
+    learn_fields,
+    learn_header,
+    learn_query,
+    learn_userinfo,
+    redact_fields,
+    redact_text,
+    redact_url,
+    scrub,
+)
 
 __all__ = [
     "BODY_LIMIT",
@@ -43,34 +57,30 @@ __all__ = [
 
 #: Request and response bodies are cut to this many characters in records and traces.
 BODY_LIMIT = 4096
-REDACTED = "[redacted]"
-_SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
-_SECRET_PARTS = re.compile(r"key|token|secret|passw", re.IGNORECASE)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_secret(name: str) -> bool:
-    # Cached: every request asks about the same few header names (the regex search was
-    # the largest single cost of recording an exchange).
-    return name.lower() in _SECRET_HEADERS or bool(_SECRET_PARTS.search(name))
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Headers as a dict, with secret-looking values replaced by ``[redacted]``."""
     out: dict[str, str] = {}
     for name, value in headers:
-        shown = REDACTED if _is_secret(name) else value
+        shown = REDACTED if is_secret_name(name) else value
         out[name] = f"{out[name]}, {shown}" if name in out else shown
     return out
 
 
-def _recorded_headers(headers: httpx.Headers) -> dict[str, str]:
+def _recorded_headers(headers: httpx.Headers, keep: Container[str] = ()) -> dict[str, str]:
     """``redact_headers(headers.multi_items())``: lower-case names, values decoded with
-    the headers' encoding (looked up once, not twice per header as ``multi_items`` does)."""
+    the headers' encoding (looked up once, not twice per header as ``multi_items`` does);
+    the values of secret ones learned (except those in ``keep``)."""
     encoding = headers.encoding
-    return redact_headers(
-        [(name.lower().decode(encoding), value.decode(encoding)) for name, value in headers.raw]
-    )
+    out: dict[str, str] = {}
+    for raw_name, raw_value in headers.raw:
+        name, value = raw_name.lower().decode(encoding), raw_value.decode(encoding)
+        if is_secret_name(name):
+            learn_header(name, value, keep=keep)
+            value = REDACTED
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
 
 
 def _redact_target(url: httpx.URL) -> str:
@@ -79,26 +89,8 @@ def _redact_target(url: httpx.URL) -> str:
     if not url.query:
         return target
     pairs = parse_qsl(url.query.decode("ascii", "replace"), keep_blank_values=True)
-    query = urlencode([(k, REDACTED if _is_secret(k) else v) for k, v in pairs])
+    query = urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs])
     return f"{url.path}?{query}"
-
-
-#: JSON body fields whose names contain one of these (case-insensitive) are redacted.
-DEFAULT_REDACT_FIELDS = frozenset({"password", "secret", "token"})
-
-
-def redact_fields(value: Any, fields: frozenset[str]) -> Any:
-    """``value`` with the values of dict keys that contain one of ``fields`` redacted."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED
-            if isinstance(k, str) and any(f in k.lower() for f in fields)
-            else redact_fields(v, fields)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_fields(v, fields) for v in value]
-    return value
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,7 +98,9 @@ def _needles(fields: frozenset[str]) -> tuple[bytes, ...]:
     return tuple(f.encode() for f in fields)
 
 
-def _redact_body(body: bytes, fields: frozenset[str]) -> bytes:
+def _redact_body(body: bytes, fields: frozenset[str], keep: Container[str] = ()) -> bytes:
+    """``body`` with the JSON fields named like ``fields`` redacted, their values learned
+    (except those in ``keep``)."""
     if not fields or not body:
         return body
     lowered = body.lower()
@@ -116,30 +110,15 @@ def _redact_body(body: bytes, fields: frozenset[str]) -> bytes:
         data = json.loads(body)
     except ValueError:
         return body
+    learn_fields(data, fields, keep=keep)
     return json.dumps(redact_fields(data, fields)).encode()
-
-
-_SECRET_QUERY = re.compile(
-    r"(?P<name>[?&;][^=&\s]*(?:key|token|secret|passw)[^=&\s]*=)[^&\s'\"]+", re.IGNORECASE
-)
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-
-
-def redact_text(text: str) -> str:
-    """``text`` with URL credentials and secret-looking query values redacted."""
-    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group('name')}{REDACTED}", text)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its user:password part and secret-looking query values."""
-    return redact_text(url)
 
 
 def _cut(body: bytes) -> str:
     text = body.decode("utf-8", "replace")
     if len(text) <= BODY_LIMIT:
         return text
+    text = scrub(text)  # no secret cut in two, its first half kept
     return text[:BODY_LIMIT] + f"...[{len(text) - BODY_LIMIT} more characters]"
 
 
@@ -338,6 +317,9 @@ class ExampleRecord:
     history: HistoryCheck | None = None
     #: Parallel programs: the runs a replay should make to see the failure again.
     replay_runs: int = 1
+    #: The strings in the arguments of the steps so far: values Hypothesis generated,
+    #: never learned as secrets (a trace keeps them, replay needs them).
+    generated: set[str] = attrs.field(factory=set)
 
     @property
     def parallel(self) -> bool:
@@ -361,6 +343,7 @@ class ExampleRecord:
 
     def begin_step(self, rule: str, arguments: Mapping[str, Any]) -> Step:
         step = Step(index=len(self.steps) + 1, rule=rule, arguments=dict(arguments))
+        self.generated.update(_strings(step.arguments))
         self.steps.append(step)
         self.phase = "rule"
         return step
@@ -379,6 +362,27 @@ class ExampleRecord:
             self.setup.append(exchange)
         else:
             step.exchanges.append(exchange)
+
+
+def _strings(value: Any, depth: int = 0) -> Iterator[str]:
+    """The strings in ``value`` (an argument: containers, attrs and dataclass values)."""
+    if isinstance(value, str):
+        yield value
+        return
+    if depth > 20 or value is None or isinstance(value, int | float | bytes):
+        return
+    if isinstance(value, Mapping):
+        items: Iterable[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    elif attrs.has(type(value)):
+        items = attrs.astuple(value, recurse=False)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    else:
+        return
+    for item in items:
+        yield from _strings(item, depth + 1)
 
 
 def _fault(request: httpx.Request) -> dict[str, Any] | None:
@@ -411,7 +415,14 @@ class RecordingTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
-        request_body = _cut(_redact_body(request.read(), self._redact))
+        keep = self._record.generated
+        url = request.url
+        if url.userinfo:
+            learn_userinfo(url.userinfo.decode("ascii", "replace"), keep=keep)
+        if url.query:
+            learn_query(url.query.decode("ascii", "replace"), keep=keep)
+        request_headers = _recorded_headers(request.headers, keep)
+        request_body = _cut(_redact_body(request.read(), self._redact, keep))
         phase = self._record.phase
 
         def record(
@@ -421,7 +432,7 @@ class RecordingTransport(httpx.BaseTransport):
                 Exchange(
                     method=request.method,
                     target=_redact_target(request.url),
-                    request_headers=_recorded_headers(request.headers),
+                    request_headers=request_headers,
                     request_body=request_body,
                     status=status,
                     response_headers=headers,
@@ -442,12 +453,8 @@ class RecordingTransport(httpx.BaseTransport):
                 self._on_connect_error(exc)
             raise
         self._on_answer()
-        record(
-            response.status_code,
-            _recorded_headers(response.headers),
-            _cut(_redact_body(body, self._redact)),
-            None,
-        )
+        headers = _recorded_headers(response.headers, keep)
+        record(response.status_code, headers, _cut(_redact_body(body, self._redact, keep)), None)
         return response
 
     def close(self) -> None:

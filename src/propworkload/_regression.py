@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import InvalidTrace
+from ._redact import write_text_atomic
 from ._text import short
 from ._trace import is_parallel
 from ._values import decode
@@ -169,7 +170,7 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
             runs=int(trace.get("runs") or trace.get("repeat") or 1),
             program=_program_source(program),
         )
-        out.write_text(text, encoding="utf-8")
+        write_text_atomic(out, text)
         return
     taken: set[str] = set()
     # Recorded bundle contents, as (recorded value, variable name) in insertion order.
@@ -220,4 +221,4 @@ def emit_pytest(trace: dict[str, Any], trace_path: Path, model_file: Path, out: 
     if not lines:
         lines.append("        run.start()  # the failure happened before the first step")
     text = _TEMPLATE.format(**common, n=len(trace["steps"]), body="\n".join(lines))
-    out.write_text(text, encoding="utf-8")
+    write_text_atomic(out, text)

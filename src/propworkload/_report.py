@@ -9,6 +9,7 @@ from typing import Any
 from ._console import example_lines, fail_line
 from ._explore import DistinctFailure, ExploreResult
 from ._record import jsonable, redact_url
+from ._redact import write_text_atomic
 from ._results import verdict
 from ._trace import write_json_atomic
 
@@ -106,4 +107,5 @@ def write_junit(
     suites = ET.Element("testsuites")
     suites.append(suite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    xml = ET.tostring(suites, encoding="unicode")
+    write_text_atomic(path, f"<?xml version='1.0' encoding='utf-8'?>\n{xml}")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ._errors import InvalidOption
+from ._redact import write_text_atomic
 
 __all__ = ["scaffold"]
 
@@ -114,7 +115,7 @@ def scaffold(name: str, root: Path) -> list[Path]:
     for path, text in files.items():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)
         except OSError as exc:
             raise InvalidOption(
                 f"cannot write {path} ({exc.strerror or exc}); check the folder"

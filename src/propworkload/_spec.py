@@ -96,6 +96,7 @@ def check(
     where it fails are dropped. Anywhere else (a real call, a plain ``@invariant``) a check
     that fails raises :class:`propworkload.InvariantFailure` at once.
     """
+    __tracebackhide__ = True  # pytest would print the ids (secrets too) as its arguments
     holds = (expected == actual) if holds is None else bool(holds)
     collected = _COLLECTED.get()
     if collected is None:

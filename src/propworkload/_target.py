@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from ._errors import InvalidOption, TargetUnreachable
-from ._record import redact_text
+from ._redact import learn_url, redact_text, redact_url
 from .samples import load_sample, validate_bugs
 
 __all__ = [
@@ -70,16 +70,20 @@ def probe(url: str, *, transport: httpx.BaseTransport | None = None, timeout: fl
 
 
 def check_url(url: str, source: str) -> str:
+    """``url`` without a trailing ``/``, once it is an http(s) URL with a host; its
+    password (and secret query values) learned first, so that no message shows them."""
+    learn_url(url)
+    shown = redact_url(url)
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise InvalidOption(
-            f"{source}={url!r} is not a URL ({exc}); use http://HOST:PORT"
+            f"{source}={shown!r} is not a URL ({redact_text(str(exc))}); use http://HOST:PORT"
         ) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidOption(f"{source}={url!r} is not an http(s) URL; use http://HOST:PORT")
+        raise InvalidOption(f"{source}={shown!r} is not an http(s) URL; use http://HOST:PORT")
     if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise InvalidOption(f"{source}={url!r} has port {parsed.port}, outside 1-65535")
+        raise InvalidOption(f"{source}={shown!r} has port {parsed.port}, outside 1-65535")
     return url.rstrip("/")
 
 

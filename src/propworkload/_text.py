@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from ._redact import scrub
+
 __all__ = ["VALUE_WIDTH", "cut", "focus", "short"]
 
 
@@ -33,7 +35,10 @@ def short(value: Any, width: int = VALUE_WIDTH) -> str:
             text = repr(value)
     text = " ".join(text.split())
     if len(text) > width:
-        text = text[: width - 3] + "..."
+        # Scrubbed before it is cut: a secret cut in two would keep its first half.
+        text = scrub(text)
+        if len(text) > width:
+            text = text[: width - 3] + "..."
     return text
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ._describe import timeline_html
 from ._errors import InvalidTrace
 from ._model import Model
 from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
+from ._redact import write_text_atomic
 from ._results import RunResult
 from ._values import encode
 from ._version import __version__
@@ -82,23 +83,10 @@ class Artifacts:
         return self._folder
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+def write_json_atomic(path: Path, data: Any, *, keep: Collection[str] = ()) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename (secrets
+    scrubbed, but for ``keep``, as from every file: :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n", keep=keep)
 
 
 def _exchange(exchange: Exchange) -> dict[str, Any]:
@@ -248,7 +236,8 @@ class TraceWriter:
             )
             if history is not None:
                 write_text_atomic(timeline, timeline_html(self.model_name, example))
-        write_json_atomic(path, data)
+        # The arguments stay as they were, a secret or not: replay sends them again.
+        write_json_atomic(path, data, keep=example.generated)
         return path
 
 
