@@ -44,7 +44,7 @@ from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
 from ._report import json_report, write_json_report, write_junit
 from ._results import verdict
 from ._signals import stop_requested
-from ._target import check_url, resolve_target
+from ._target import check_url, env_url, resolve_target
 from ._trace import Artifacts, TraceWriter, is_parallel, load_trace
 
 __all__ = ["ExploreOptions", "RunOptions", "explore", "replay", "run"]
@@ -116,7 +116,7 @@ def _config(**fields: Any) -> RunConfig:
 
 
 def _embedded(url: str | None) -> bool:
-    return not (url or os.environ.get("APP_URL"))
+    return url is None and "APP_URL" not in os.environ
 
 
 def run(
@@ -359,10 +359,11 @@ def replay(
         return 0
     model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
     target: str | None
-    if url:
+    env = env_url() if url is None else None
+    if url is not None:
         target = shown = check_url(url, "--url")
-    elif os.environ.get("APP_URL"):
-        target = shown = check_url(os.environ["APP_URL"], "APP_URL")
+    elif env is not None:
+        target = shown = env
     elif trace.get("sample") and trace.get("sample") == model_cls.sample:
         # The run used the embedded sample service, long gone: start a fresh one.
         target, shown = None, f"embedded-{trace['sample']}-sample"

@@ -7,7 +7,6 @@ starts Hypothesis, and :class:`propworkload.Model` picks it up in ``__init__``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from ._events import Event, ExampleFinished, FailureFound
 from ._faults import DrawnFaults, Fault, FaultPlan, InjectedFault, ScriptedFaults
 from ._record import ExampleRecord, redact_text
 from ._signals import StopRun, clear_stop, request_stop, stop_requested
-from ._target import check_url, embedded_sample
+from ._target import embedded_sample, env_url
 
 __all__ = [
     "ExampleAbandoned",
@@ -233,9 +232,9 @@ def current_run(sample: str | None = None) -> RunState:
     state = _CURRENT.get()
     if state is not None:
         return state
-    env = os.environ.get("APP_URL")
-    if env:
-        url = check_url(env, "APP_URL")
+    env = env_url()
+    if env is not None:
+        url = env
     elif sample is not None:
         url = embedded_sample(sample)
     else:
