@@ -5,8 +5,13 @@ before the run starts; nothing is tested in silence instead."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from conftest import PAYMENTS_MODEL, Completed
+from propworkload import InvalidOption
+from propworkload._scaffold import scaffold
 
 CLI = Callable[..., Completed]
 
@@ -34,3 +39,28 @@ def test_an_empty_app_url_is_refused(propworkload: CLI) -> None:
     result = propworkload("run", str(PAYMENTS_MODEL), "--examples", "1", env={"APP_URL": ""})
     line = _one_line_error(result)
     assert "APP_URL is empty" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("hypothesis", "an installed module"),
+        ("httpx", "an installed module"),
+        ("propworkload", "an installed module"),
+        ("queue", "a module of Python's standard library"),
+        ("email", "a module of Python's standard library"),
+    ],
+)
+def test_new_refuses_a_name_that_shadows_a_module(name: str, why: str, tmp_path: Path) -> None:
+    """A model named like a module the models import would be imported in its place by
+    every model of the folder: refused, and nothing is written."""
+    with pytest.raises(InvalidOption, match=why):
+        scaffold(name, tmp_path)
+    assert not (tmp_path / "models").exists()
+
+
+def test_new_hypothesis_exits_2(propworkload: CLI, tmp_path: Path) -> None:
+    """On the command line: one line saying why, exit 2."""
+    line = _one_line_error(propworkload("new", "hypothesis", cwd=tmp_path))
+    assert "models/hypothesis.py would be imported instead of it" in line
+    assert list(tmp_path.iterdir()) == []
