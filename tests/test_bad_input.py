@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, Completed
+from conftest import PAYMENTS_MODEL, Completed, in_process
 from propworkload import InvalidOption
 from propworkload._scaffold import scaffold
 
@@ -64,3 +64,88 @@ def test_new_hypothesis_exits_2(propworkload: CLI, tmp_path: Path) -> None:
     line = _one_line_error(propworkload("new", "hypothesis", cwd=tmp_path))
     assert "models/hypothesis.py would be imported instead of it" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--report-json", "--junit"])
+def test_an_unwritable_report_path_is_refused_before_the_run(
+    propworkload: CLI, option: str
+) -> None:
+    """A report that could not be written is known before the run: exit 2, one line, and
+    no time spent exploring."""
+    result = propworkload("explore", str(PAYMENTS_MODEL), option, "/proc/nope/r", "--examples", "1")
+    line = _one_line_error(result)
+    assert f"{option} /proc/nope/r: cannot write" in line
+    assert "SEED" not in result.out
+
+
+VANISHING = """
+import shutil
+from pathlib import Path
+
+from propworkload import Model, invariant, rule
+
+FOLDER = Path({folder!r})
+
+
+class Vanishing(Model):
+    sample = "payments"
+
+    @rule()
+    def replace_the_report_folder_with_a_file(self):
+        if FOLDER.is_dir():
+            shutil.rmtree(FOLDER)
+            FOLDER.write_text("a file now")
+        self.http.get("/openapi.json")
+
+    @invariant()
+    def up(self):
+        self.check("up", expected=200, actual=self.http.get("/openapi.json").status_code)
+"""
+
+
+def test_a_report_that_cannot_be_written_at_the_end_keeps_the_summary(tmp_path: Path) -> None:
+    """The report's folder turned into a file during the run: the summary is still
+    printed, then one error line, and the pass is not reported as one (exit 2)."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    model = tmp_path / "vanishing.py"
+    model.write_text(VANISHING.format(folder=str(folder)))
+    with in_process("payments") as service:
+        result = service.explore(model, examples=1, report_json=folder / "r.json")
+    assert result.code == 2, result.out + result.err
+    assert result.lines[-1].startswith("SUMMARY passed examples=")
+    assert f"cannot write the JSON report {folder / 'r.json'}" in result.err
+
+
+STRICT = """
+from propworkload import Model, invariant, rule
+
+
+class Strict(Model):
+    sample = "payments"
+
+    @rule()
+    def ping(self):
+        self.http.get("/openapi.json")
+
+    @invariant()
+    def nothing_is_allowed(self):
+        self.check("nothing_is_allowed", expected=0, actual=1)
+"""
+
+
+def _trace_of(result: Completed) -> Path:
+    (line,) = [line for line in result.lines if line.startswith("  trace: ")]
+    return Path(line.split("trace: ", 1)[1])
+
+
+def test_an_unwritable_emit_pytest_path_is_one_line(propworkload: CLI, tmp_path: Path) -> None:
+    """`replay --emit-pytest` to a path that cannot be written: exit 2, one line."""
+    model = tmp_path / "strict.py"
+    model.write_text(STRICT)
+    with in_process("payments") as service:
+        run = service.run(model, seed=1, examples=5)
+    assert run.code == 1, run.out + run.err
+    result = propworkload("replay", str(_trace_of(run)), "--emit-pytest", "/proc/nope/t.py")
+    line = _one_line_error(result)
+    assert "--emit-pytest /proc/nope/t.py: cannot write" in line

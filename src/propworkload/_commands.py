@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import attrs
 import httpx
@@ -115,6 +116,30 @@ def _config(**fields: Any) -> RunConfig:
         raise InvalidOption(str(exc)) from None
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Raise :class:`InvalidOption` unless a file can be written at ``path`` (its folder is
+    made if need be): a report that cannot be written is found before the run, not after
+    it. Tried for real, since permissions alone do not tell (``/proc``, a read-only mount,
+    root)."""
+
+    def refuse(reason: str) -> NoReturn:
+        raise InvalidOption(
+            f"{option} {path}: cannot write there ({reason}); give a path in a folder you can "
+            "write to"
+        )
+
+    if path.is_dir():
+        refuse("it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        refuse(exc.strerror or str(exc))
+    if path.exists() and not os.access(path, os.W_OK):
+        refuse("the file is read-only")
+
+
 def _embedded(url: str | None) -> bool:
     return url is None and "APP_URL" not in os.environ
 
@@ -191,6 +216,9 @@ def explore(
 
     if options.time_budget is not None and options.examples is not None:
         raise InvalidOption("give --time-budget or --examples, not both")
+    for option, path in (("--report-json", options.report_json), ("--junit", options.junit)):
+        if path is not None:
+            _check_writable(path, option)
     if transport is not None and options.workers > 1:
         raise InvalidOption("an in-process target takes one worker: drop --workers")
     budget = options.time_budget
@@ -304,18 +332,29 @@ def explore(
     code = result.exit_code
     if code == 0 and options.fail_on_gap and result.gaps:
         code = 1
+    # The folder was writable when the run started; should it no longer be, what the run
+    # found is still printed, summary included, before the one error line.
+    unwritten = []
     if options.report_json:
         report = json_report(result, coverage=coverage, code=code)
-        write_json_report(options.report_json, report)
-        echo(f"REPORT json: {options.report_json}")
+        try:
+            write_json_report(options.report_json, report)
+        except OSError as exc:
+            unwritten.append(f"the JSON report {options.report_json} ({exc.strerror or exc})")
+        else:
+            echo(f"REPORT json: {options.report_json}")
     if options.junit:
-        write_junit(
-            options.junit,
-            result,
-            invariants=list(coverage["checks"]),
-            gaps_fail=options.fail_on_gap,
-        )
-        echo(f"REPORT junit: {options.junit}")
+        try:
+            write_junit(
+                options.junit,
+                result,
+                invariants=list(coverage["checks"]),
+                gaps_fail=options.fail_on_gap,
+            )
+        except OSError as exc:
+            unwritten.append(f"the JUnit report {options.junit} ({exc.strerror or exc})")
+        else:
+            echo(f"REPORT junit: {options.junit}")
     extra = f" stopped={result.stopped}" if result.stopped else ""
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
@@ -326,6 +365,13 @@ def explore(
         f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
         f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
     )
+    if unwritten:
+        error = InvalidOption(
+            f"cannot write {' nor '.join(unwritten)}; the run's results are above"
+        )
+        # A failure found (or a stop) keeps its status; a pass without its report is not one.
+        error.exit_code = code or 2
+        raise error
     return code
 
 
@@ -354,7 +400,13 @@ def replay(
             f"{trace_file}: its model file {model_path} is missing; pass --model PATH"
         )
     if emit_pytest is not None:
-        write_pytest(trace, Path(trace_file), model_path, emit_pytest)
+        _check_writable(emit_pytest, "--emit-pytest")
+        try:
+            write_pytest(trace, Path(trace_file), model_path, emit_pytest)
+        except OSError as exc:
+            raise InvalidOption(
+                f"--emit-pytest {emit_pytest}: cannot write there ({exc.strerror or exc})"
+            ) from None
         echo(f"wrote {emit_pytest}; run it with: APP_URL=<service> python -m pytest {emit_pytest}")
         return 0
     model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
