@@ -149,3 +149,24 @@ def test_an_unwritable_emit_pytest_path_is_one_line(propworkload: CLI, tmp_path:
     result = propworkload("replay", str(_trace_of(run)), "--emit-pytest", "/proc/nope/t.py")
     line = _one_line_error(result)
     assert "--emit-pytest /proc/nope/t.py: cannot write" in line
+
+
+def test_a_database_folder_that_cannot_be_made_is_refused(propworkload: CLI) -> None:
+    """`--database /proc/nope/db`: no failure could be saved there, so the run does not
+    start (it used to run and save nothing)."""
+    result = propworkload(
+        "run", str(PAYMENTS_MODEL), "--database", "/proc/nope/db", "--examples", "1"
+    )
+    line = _one_line_error(result)
+    assert "--database /proc/nope/db: cannot use the folder" in line
+    assert "SEED" not in result.out
+
+
+def test_an_unreachable_redis_database_is_refused(propworkload: CLI, free_url: str) -> None:
+    """A Redis failure database nothing answers at: exit 2, one line naming it, instead
+    of a failure blamed on the model."""
+    database = free_url.replace("http://", "redis://") + "/0"
+    result = propworkload("run", str(PAYMENTS_MODEL), "--database", database, "--examples", "1")
+    line = _one_line_error(result)
+    assert f"--database {database}: cannot reach Redis" in line
+    assert "outside any rule" not in line

@@ -18,6 +18,7 @@ from conftest import (
     ROOT,
     RULES_MODEL,
     Completed,
+    in_process,
     read_until,
     run_command,
     spawn_cli,
@@ -394,6 +395,47 @@ def test_failure_database_shared_through_redis(
     assert first.code == 1, first.out + first.err
     assert second.code == 1, second.out + second.err
     assert second.lines[-1].endswith("saved-failures=1 reproduced=1")
+
+
+STOPS_THE_DATABASE = """
+import redis
+
+from propworkload import Model, invariant, rule
+
+
+class StopsTheDatabase(Model):
+    sample = "payments"
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    @rule()
+    def stop_redis(self):
+        redis.Redis.from_url({url!r}).shutdown(nosave=True)
+        self.http.get("/openapi.json")
+        self.steps += 1
+
+    @invariant()
+    def no_steps(self):
+        self.check("no_steps", expected=0, actual=self.steps)
+"""
+
+
+def test_a_redis_database_lost_mid_run_is_one_note(redis_url: str, tmp_path: Path) -> None:
+    """Redis goes away during the run (here: the model shuts it down, then fails, and
+    Hypothesis saves the failure): one note, and the run's own verdict; the error neither
+    ends the run unsaid nor is blamed on the model."""
+    model = tmp_path / "stops.py"
+    model.write_text(STOPS_THE_DATABASE.format(url=redis_url))
+    with in_process("payments") as service:
+        result = service.run(model, seed=1, examples=5, database=redis_url)
+    assert result.code == 1, result.out + result.err
+    assert "outside any rule" not in result.out + result.err
+    assert any(line.startswith("INVARIANT FAIL no_steps") for line in result.lines)
+    notes = [line for line in result.lines if line.startswith("NOTE ")]
+    assert len(notes) == 1, result.out
+    assert notes[0].startswith(f"NOTE the failure database {redis_url} failed (ConnectionError")
 
 
 TYPED_MODEL = """

@@ -160,7 +160,9 @@ def run(
     seed = fresh_seed() if options.seed is None else options.seed
     artifacts = Artifacts(notify=lambda message: console(Notice(message=message)))
     failures_db = open_database(
-        options.database, default_folder=lambda: artifacts.folder() / "examples"
+        options.database,
+        default_folder=lambda: artifacts.folder() / "examples",
+        notify=lambda message: console(Notice(message=message)),
     )
     plan = _fault_plan(options.faults, options.fault_rate)
     with resolve_target(options.url, sample=model_cls.sample, owner=model_cls.__name__) as target:
@@ -229,6 +231,12 @@ def explore(
     seed = fresh_seed() if options.seed is None else options.seed
     pinned = options.seed is not None
     embedded = _embedded(options.url)
+    # Checked before the run (each worker opens its own from the same spec).
+    failures_db = open_database(
+        options.database,
+        default_folder=lambda: artifacts.folder() / "examples",
+        notify=lambda message: progress.print(f"NOTE {message}"),
+    )
     progress = Progress(budget=budget if options.examples is None else None, stream=stream)
     artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))
     started = time.perf_counter()
@@ -255,9 +263,6 @@ def explore(
             )
             sample = model_cls.sample if embedded else None
             if options.workers == 1:
-                failures_db = open_database(
-                    options.database, default_folder=lambda: artifacts.folder() / "examples"
-                )
 
                 def make_writer(round_seed: int) -> TraceWriter:
                     return TraceWriter.for_model(
