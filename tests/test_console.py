@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import PAYMENTS_MODEL, in_process
 from propworkload._console import focus, format_result, short
 from propworkload._engine import RunResult
 from propworkload._record import ExampleRecord, Exchange, Failure, Step
@@ -118,3 +119,51 @@ def test_passing_run_prints_one_line_per_invariant() -> None:
         "INVARIANT PASS b checks=9",
         "SUMMARY passed examples=3 steps=9 seconds=0.5",
     ]
+
+
+ANY_STEP_FAILS = """
+from hypothesis import strategies as st
+
+from propworkload import Model, invariant, rule
+
+
+class AnyStep(Model):
+    sample = "payments"
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    @rule(amount=st.integers(0, 1000))
+    def ping(self, amount):
+        self.http.get("/openapi.json")
+        self.steps += 1
+
+    @invariant()
+    def no_steps(self):
+        self.check("no_steps", expected=0, actual=self.steps)
+"""
+
+
+def test_summary_counts_examples_apart_from_shrink_runs(tmp_path: Path) -> None:
+    """`--examples 5` reports at most the 5 examples asked for; the runs shrinking made
+    are counted apart (they were added to the examples: examples=17)."""
+    model = tmp_path / "any_step.py"
+    model.write_text(ANY_STEP_FAILS)
+    with in_process("payments") as service:
+        result = service.run(model, seed=1, examples=5)
+    assert result.code == 1, result.out + result.err
+    summary = result.lines[-1]
+    fields = dict(part.split("=", 1) for part in summary.split()[2:])
+    assert 1 <= int(fields["examples"]) <= 5, summary
+    assert int(fields["shrink_runs"]) > 0, summary
+    assert list(fields)[:2] == ["examples", "shrink_runs"]
+
+
+def test_summary_examples_are_the_examples_asked_for() -> None:
+    """A pass with `--examples 5` reports examples=5; the examples Hypothesis discarded
+    (no rule could run) are counted apart, as Hypothesis does not count them either."""
+    with in_process("payments") as service:
+        result = service.run(PAYMENTS_MODEL, seed=3, examples=5)
+    assert result.code == 0, result.out + result.err
+    assert result.lines[-1].startswith("SUMMARY passed examples=5 "), result.lines[-1]

@@ -365,8 +365,10 @@ def explore(
         extra += f" runs={result.runs}"
         if result.unchecked:
             extra += f" unchecked={result.unchecked}"
+    shrinking = f" discarded={result.discarded}" if result.discarded else ""
+    shrinking += f" shrink_runs={result.shrink_runs}" if result.shrink_runs else ""
     echo(
-        f"SUMMARY {verdict(code)} examples={result.examples} steps={result.steps} "
+        f"SUMMARY {verdict(code)} examples={result.examples}{shrinking} steps={result.steps} "
         f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
         f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
     )

@@ -233,14 +233,19 @@ def format_result(result: RunResult) -> list[str]:
         if injected:
             extra += " (" + ", ".join(f"{k}={v}" for k, v in sorted(injected.items())) + ")"
     if result.abandoned:
-        share = result.abandoned / max(result.examples, 1)
+        # Abandoned examples are among the discarded ones (and among the shrink runs).
+        run = result.examples + result.discarded + result.shrink_runs
+        share = result.abandoned / max(run, 1)
         extra += f" abandoned={result.abandoned} ({share:.0%} of examples)"
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
         if result.unchecked:
             extra += f" unchecked={result.unchecked}"
+    shrinking = f" discarded={result.discarded}" if result.discarded else ""
+    shrinking += f" shrink_runs={result.shrink_runs}" if result.shrink_runs else ""
     lines.append(
-        f"SUMMARY {verdict(result.exit_code)} examples={result.examples} steps={result.steps} "
+        f"SUMMARY {verdict(result.exit_code)} examples={result.examples}{shrinking} "
+        f"steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"
     )
     return lines
