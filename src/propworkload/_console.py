@@ -23,7 +23,7 @@ from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
 from ._record import ExampleRecord, Exchange, Failure, Step, redact_url
 from ._replay import ReplayOutcome
 from ._results import RunResult, verdict
-from ._text import VALUE_WIDTH, cut, focus, short
+from ._text import VALUE_WIDTH, cut, focus, short, where_they_differ
 
 __all__ = [
     "ConsoleReporter",
@@ -48,6 +48,11 @@ def _expected_actual(expected: Any, actual: Any) -> tuple[str, str]:
     if shown_e.endswith("...") or shown_a.endswith("..."):
         focused_e, focused_a = focus(expected, actual)
         shown_e, shown_a = short(focused_e), short(focused_a)
+        if shown_e == shown_a:
+            # Still alike once cut (long texts, values that differ deep inside): show
+            # each from just before where they differ.
+            whole_e, whole_a = short(focused_e, 10**6), short(focused_a, 10**6)
+            shown_e, shown_a = where_they_differ(whole_e, whole_a)
     return shown_e, shown_a
 
 
@@ -164,7 +169,7 @@ def example_lines(
     elif not minimal and not stopped:
         head = f"  failing {what} ({n} {noun}; not fully shrunk{runs}):"
     else:
-        origin = f", shrunk from {shrunk_from}" if shrunk_from is not None else ""
+        origin = f", shrunk from {shrunk_from}" if shrunk_from else ""
         cut_short = ""
         if stopped == "time budget":
             cut_short = "; shrinking stopped at the time budget"
@@ -172,7 +177,13 @@ def example_lines(
             cut_short = f"; shrinking stopped: {stopped}"
         head = f"  minimal {what} ({n} {noun}{origin}{cut_short}{runs}):"
     body = program_lines(example) if example.parallel else sequence_lines(example.steps)
-    return [head, *body]
+    return [head, *(body or _no_steps(example.failure))]
+
+
+def _no_steps(failure: Failure | None) -> list[str]:
+    """What stands for an empty sequence: the failure came before the first step."""
+    name = failure.invariant if failure is not None else "the failure"
+    return [f"    (none: {name} failed at its first check, before any step)"]
 
 
 def trace_lines(trace_path: Path | None, example: ExampleRecord) -> list[str]:
@@ -271,7 +282,7 @@ def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[s
     if outcome.failure is not None:
         lines.append(fail_line(outcome.failure))
         lines.append(f"  replayed sequence ({n} step{'s' if n != 1 else ''}):")
-        lines.extend(sequence_lines(steps))
+        lines.extend(sequence_lines(steps) or _no_steps(outcome.failure))
     if outcome.reproduced:
         assert outcome.failure is not None
         lines.append(
