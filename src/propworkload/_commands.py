@@ -41,7 +41,13 @@ from ._model import Model
 from ._progress import Progress
 from ._record import redact_url
 from ._regression import emit_pytest as write_pytest
-from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
+from ._replay import (
+    Replay,
+    decode_program,
+    model_path_from_trace,
+    recorded_kind,
+    replay_trace,
+)
 from ._report import json_report, write_json_report, write_junit
 from ._results import verdict
 from ._signals import stop_requested
@@ -482,7 +488,7 @@ def _replay_program(
         f"operations={program.size} clients={program.clients} runs={runs}"
     )
     reproduced = failed = 0
-    expected = trace["failure"]["invariant"]
+    expected = recorded_kind(trace["failure"])
     shown_failure = False
     with Replay(model_cls, url=target, transport=transport) as replayer:
         for number in range(1, runs + 1):
@@ -490,7 +496,7 @@ def _replay_program(
             failure = record.failure
             # Reproduced: the same invariant failed (another failure is reported, and
             # counts as a failure of the replay, but not as the recorded one again).
-            reproduced += failure is not None and failure.invariant == expected
+            reproduced += failure is not None and failure.kind == expected
             failed += failure is not None
             echo(f"run {number}/{runs}: {fail_line(failure) if failure else 'linearizable'}")
             if failure is not None and not shown_failure:

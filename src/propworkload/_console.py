@@ -283,22 +283,28 @@ def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[s
         lines.append(fail_line(outcome.failure))
         lines.append(f"  replayed sequence ({n} step{'s' if n != 1 else ''}):")
         lines.extend(sequence_lines(steps) or _no_steps(outcome.failure))
+    expected = _kind_named(outcome.expected)
     if outcome.reproduced:
         assert outcome.failure is not None
-        lines.append(
-            f"REPLAY reproduced: {outcome.expected} failed again at step {outcome.failure.step}"
-        )
+        lines.append(f"REPLAY reproduced: {expected} failed again at step {outcome.failure.step}")
     elif outcome.failure is not None:
         lines.append(
-            f"REPLAY failed differently: {outcome.failure.invariant}, "
-            f"where the recording failed {outcome.expected}"
+            f"REPLAY failed differently: {_kind_named(outcome.failure.kind)}, "
+            f"where the recording failed {expected}"
         )
     else:
-        lines.append(f"REPLAY did not reproduce: {outcome.expected} held through all {n} steps")
+        lines.append(f"REPLAY did not reproduce: {expected} held through all {n} steps")
     if differences and outcome.differences and not outcome.reproduced:
         lines.append("  what differed from the recording:")
         lines.extend(f"    {line}" for line in outcome.differences)
     return lines
+
+
+def _kind_named(kind: str) -> str:
+    """A failure's kind as words: ``unexpected_error in refund`` for an unexpected error
+    in a rule, else the invariant."""
+    name, _, rule = kind.partition("@")
+    return f"{name} in {rule}" if rule else name
 
 
 def format_coverage(coverage: dict[str, Any]) -> list[str]:
