@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,13 @@ from conftest import (
     ROOT,
     RULES_MODEL,
     Completed,
+    InProcess,
+    in_process,
     read_until,
     run_command,
     spawn_cli,
 )
+from propworkload._asgi import InProcessTransport
 
 Service = Callable[..., AbstractContextManager[str]]
 CLI = Callable[..., Completed]
@@ -396,6 +400,47 @@ def test_failure_database_shared_through_redis(
     assert second.lines[-1].endswith("saved-failures=1 reproduced=1")
 
 
+STOPS_THE_DATABASE = """
+import redis
+
+from propworkload import Model, invariant, rule
+
+
+class StopsTheDatabase(Model):
+    sample = "payments"
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    @rule()
+    def stop_redis(self):
+        redis.Redis.from_url({url!r}).shutdown(nosave=True)
+        self.http.get("/openapi.json")
+        self.steps += 1
+
+    @invariant()
+    def no_steps(self):
+        self.check("no_steps", expected=0, actual=self.steps)
+"""
+
+
+def test_a_redis_database_lost_mid_run_is_one_note(redis_url: str, tmp_path: Path) -> None:
+    """Redis goes away during the run (here: the model shuts it down, then fails, and
+    Hypothesis saves the failure): one note, and the run's own verdict; the error neither
+    ends the run unsaid nor is blamed on the model."""
+    model = tmp_path / "stops.py"
+    model.write_text(STOPS_THE_DATABASE.format(url=redis_url))
+    with in_process("payments") as service:
+        result = service.run(model, seed=1, examples=5, database=redis_url)
+    assert result.code == 1, result.out + result.err
+    assert "outside any rule" not in result.out + result.err
+    assert any(line.startswith("INVARIANT FAIL no_steps") for line in result.lines)
+    notes = [line for line in result.lines if line.startswith("NOTE ")]
+    assert len(notes) == 1, result.out
+    assert notes[0].startswith(f"NOTE the failure database {redis_url} failed (ConnectionError")
+
+
 TYPED_MODEL = """
 from decimal import Decimal
 
@@ -455,3 +500,127 @@ def test_emit_pytest_refuses_names_that_are_not_python(
     assert result.code == 2, result.out + result.err
     assert "which is not a Python name" in result.err
     assert not (tmp_path / "t.py").exists()
+
+
+FRAGILE = """
+from propworkload import Model, expect_status, invariant, rule
+
+WHERE = {where!r}
+
+
+class Fragile(Model):
+    sample = "payments"
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+        if WHERE == "init":
+            expect_status(self.http.get("/openapi.json"), 200)
+
+    @rule()
+    def ping(self):
+        expect_status(self.http.get("/openapi.json"), 200)
+        self.count += 1
+
+    @rule()
+    def pong(self):
+        expect_status(self.http.get("/openapi.json"), 200)
+        self.count += 1
+
+    @invariant()
+    def at_most_one(self):
+        self.check("at_most_one", holds=self.count <= 1, expected="<=1", actual=self.count)
+
+    def teardown(self):
+        if WHERE == "teardown":
+            expect_status(self.http.get("/openapi.json"), 200)
+"""
+
+
+async def _answers_500(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app that answers every request 500 with a short text body."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 500, "headers": []})
+    await send({"type": "http.response.body", "body": b"oops\n"})
+
+
+@pytest.fixture
+def broken() -> Iterator[InProcess]:
+    """A service that answers 500 to everything, served in this process."""
+    transport = InProcessTransport(_answers_500)
+    try:
+        yield InProcess(url="http://broken.test", transport=transport)
+    finally:
+        transport.close()
+
+
+def _fragile_trace(tmp_path: Path, where: str) -> Path:
+    model = tmp_path / "fragile.py"
+    model.write_text(FRAGILE.format(where=where))
+    with in_process("payments") as service:
+        result = service.run(model, seed=1, examples=20)
+    assert result.code == 1, result.out + result.err
+    return _trace_of(result)
+
+
+@pytest.mark.parametrize("where", ["init", "teardown", "nowhere"])
+def test_replay_against_a_service_answering_500_gives_a_verdict(
+    where: str, broken: InProcess, tmp_path: Path
+) -> None:
+    """Against a service that answers 500 to everything (the model raises making the
+    example, in a step, or in its teardown): a verdict and exit 1, never a traceback."""
+    replayed = broken.replay(_fragile_trace(tmp_path, where))
+    assert replayed.code == 1, replayed.out + replayed.err
+    assert replayed.lines[1].startswith("INVARIANT FAIL unexpected_error "), replayed.out
+    assert "UnexpectedStatus: 500 from GET /openapi.json" in replayed.lines[1]
+    verdict = next(line for line in replayed.lines[1:] if line.startswith("REPLAY "))
+    assert verdict.startswith("REPLAY failed differently: unexpected_error in "), replayed.out
+
+
+def test_an_unexpected_error_in_another_rule_is_not_reproduced(
+    broken: InProcess, tmp_path: Path
+) -> None:
+    """A trace whose failure is an unexpected error in one rule is not reproduced by an
+    unexpected error in another (here: every request answered 500)."""
+    path = _fragile_trace(tmp_path, "nowhere")
+    trace = json.loads(path.read_text())
+    first = trace["steps"][0]["rule"]
+    other = "pong" if first == "ping" else "ping"
+    trace["failure"] = {
+        "invariant": "unexpected_error",
+        "expected": "no exception",
+        "actual": "UnexpectedStatus: 404",
+        "ids": {"rule": other},
+        "step": 2,
+        "error": "UnexpectedStatus: 404",
+        "rule": other,
+    }
+    path.write_text(json.dumps(trace))
+    replayed = broken.replay(path)
+    assert replayed.code == 1, replayed.out + replayed.err
+    assert f"REPLAY failed differently: unexpected_error in {first}" in replayed.out
+    assert "REPLAY reproduced" not in replayed.out
+
+
+def test_a_trace_whose_arguments_no_longer_fit_the_model(tmp_path: Path) -> None:
+    """A step whose arguments the model's command no longer takes (a parameter renamed):
+    exit 2, one line, as for a renamed rule, before any request (it was an unexpected
+    TypeError, reported as a reproduced or different failure)."""
+    with in_process("payments", "retry-after-refund") as service:
+        run = service.run(PAYMENTS_MODEL, seed=1)
+        assert run.code == 1, run.out + run.err
+        path = _trace_of(run)
+        trace = json.loads(path.read_text())
+        step = trace["steps"][1]
+        step["arguments"] = {
+            ("cents" if name == "amount" else name): value
+            for name, value in step["arguments"].items()
+        }
+        path.write_text(json.dumps(trace))
+        replayed = service.replay(path)
+    assert replayed.code == 2, replayed.out + replayed.err
+    assert "INVARIANT" not in replayed.out
+    (line,) = replayed.err.splitlines()
+    assert f"step 2 calls {step['rule']}(key, cents)" in line
+    assert f"Payments.{step['rule']} takes (key, amount)" in line

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import attrs
 import httpx
@@ -42,11 +43,17 @@ from ._progress import Progress
 from ._record import redact_url
 from ._redact import REDACTED, ScrubbingStream
 from ._regression import emit_pytest as write_pytest
-from ._replay import Replay, decode_program, model_path_from_trace, replay_trace
+from ._replay import (
+    Replay,
+    decode_program,
+    model_path_from_trace,
+    recorded_kind,
+    replay_trace,
+)
 from ._report import json_report, write_json_report, write_junit
 from ._results import verdict
 from ._signals import stop_requested
-from ._target import check_url, resolve_target
+from ._target import check_url, env_url, resolve_target
 from ._trace import Artifacts, TraceWriter, is_parallel, load_trace
 
 __all__ = ["ExploreOptions", "RunOptions", "explore", "replay", "run"]
@@ -117,8 +124,32 @@ def _config(**fields: Any) -> RunConfig:
         raise InvalidOption(str(exc)) from None
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Raise :class:`InvalidOption` unless a file can be written at ``path`` (its folder is
+    made if need be): a report that cannot be written is found before the run, not after
+    it. Tried for real, since permissions alone do not tell (``/proc``, a read-only mount,
+    root)."""
+
+    def refuse(reason: str) -> NoReturn:
+        raise InvalidOption(
+            f"{option} {path}: cannot write there ({reason}); give a path in a folder you can "
+            "write to"
+        )
+
+    if path.is_dir():
+        refuse("it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        refuse(exc.strerror or str(exc))
+    if path.exists() and not os.access(path, os.W_OK):
+        refuse("the file is read-only")
+
+
 def _embedded(url: str | None) -> bool:
-    return not (url or os.environ.get("APP_URL"))
+    return url is None and "APP_URL" not in os.environ
 
 
 def run(
@@ -137,7 +168,9 @@ def run(
     seed = fresh_seed() if options.seed is None else options.seed
     artifacts = Artifacts(notify=lambda message: console(Notice(message=message)))
     failures_db = open_database(
-        options.database, default_folder=lambda: artifacts.folder() / "examples"
+        options.database,
+        default_folder=lambda: artifacts.folder() / "examples",
+        notify=lambda message: console(Notice(message=message)),
     )
     plan = _fault_plan(options.faults, options.fault_rate)
     with resolve_target(options.url, sample=model_cls.sample, owner=model_cls.__name__) as target:
@@ -193,6 +226,9 @@ def explore(
 
     if options.time_budget is not None and options.examples is not None:
         raise InvalidOption("give --time-budget or --examples, not both")
+    for option, path in (("--report-json", options.report_json), ("--junit", options.junit)):
+        if path is not None:
+            _check_writable(path, option)
     if transport is not None and options.workers > 1:
         raise InvalidOption("an in-process target takes one worker: drop --workers")
     budget = options.time_budget
@@ -203,6 +239,12 @@ def explore(
     seed = fresh_seed() if options.seed is None else options.seed
     pinned = options.seed is not None
     embedded = _embedded(options.url)
+    # Checked before the run (each worker opens its own from the same spec).
+    failures_db = open_database(
+        options.database,
+        default_folder=lambda: artifacts.folder() / "examples",
+        notify=lambda message: progress.print(f"NOTE {message}"),
+    )
     progress = Progress(budget=budget if options.examples is None else None, stream=stream)
     artifacts = Artifacts(notify=lambda message: progress.print(f"NOTE {message}"))
     started = time.perf_counter()
@@ -229,9 +271,6 @@ def explore(
             )
             sample = model_cls.sample if embedded else None
             if options.workers == 1:
-                failures_db = open_database(
-                    options.database, default_folder=lambda: artifacts.folder() / "examples"
-                )
 
                 def make_writer(round_seed: int) -> TraceWriter:
                     return TraceWriter.for_model(
@@ -306,28 +345,48 @@ def explore(
     code = result.exit_code
     if code == 0 and options.fail_on_gap and result.gaps:
         code = 1
+    # The folder was writable when the run started; should it no longer be, what the run
+    # found is still printed, summary included, before the one error line.
+    unwritten = []
     if options.report_json:
         report = json_report(result, coverage=coverage, code=code)
-        write_json_report(options.report_json, report)
-        echo(f"REPORT json: {options.report_json}")
+        try:
+            write_json_report(options.report_json, report)
+        except OSError as exc:
+            unwritten.append(f"the JSON report {options.report_json} ({exc.strerror or exc})")
+        else:
+            echo(f"REPORT json: {options.report_json}")
     if options.junit:
-        write_junit(
-            options.junit,
-            result,
-            invariants=list(coverage["checks"]),
-            gaps_fail=options.fail_on_gap,
-        )
-        echo(f"REPORT junit: {options.junit}")
+        try:
+            write_junit(
+                options.junit,
+                result,
+                invariants=list(coverage["checks"]),
+                gaps_fail=options.fail_on_gap,
+            )
+        except OSError as exc:
+            unwritten.append(f"the JUnit report {options.junit} ({exc.strerror or exc})")
+        else:
+            echo(f"REPORT junit: {options.junit}")
     extra = f" stopped={result.stopped}" if result.stopped else ""
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
         if result.unchecked:
             extra += f" unchecked={result.unchecked}"
+    shrinking = f" discarded={result.discarded}" if result.discarded else ""
+    shrinking += f" shrink_runs={result.shrink_runs}" if result.shrink_runs else ""
     echo(
-        f"SUMMARY {verdict(code)} examples={result.examples} steps={result.steps} "
+        f"SUMMARY {verdict(code)} examples={result.examples}{shrinking} steps={result.steps} "
         f"seconds={result.seconds:.1f} rounds={result.rounds} workers={result.workers} "
         f"failures={len(result.failures)} gaps={len(result.gaps)}{extra}"
     )
+    if unwritten:
+        error = InvalidOption(
+            f"cannot write {' nor '.join(unwritten)}; the run's results are above"
+        )
+        # A failure found (or a stop) keeps its status; a pass without its report is not one.
+        error.exit_code = code or 2
+        raise error
     return code
 
 
@@ -356,15 +415,22 @@ def replay(
             f"{trace_file}: its model file {model_path} is missing; pass --model PATH"
         )
     if emit_pytest is not None:
-        write_pytest(trace, Path(trace_file), model_path, emit_pytest)
+        _check_writable(emit_pytest, "--emit-pytest")
+        try:
+            write_pytest(trace, Path(trace_file), model_path, emit_pytest)
+        except OSError as exc:
+            raise InvalidOption(
+                f"--emit-pytest {emit_pytest}: cannot write there ({exc.strerror or exc})"
+            ) from None
         echo(f"wrote {emit_pytest}; run it with: APP_URL=<service> python -m pytest {emit_pytest}")
         return 0
     model_cls, _ = load_model(f"{model_path}::{trace['model']['class']}")
     target: str | None
-    if url:
+    env = env_url() if url is None else None
+    if url is not None:
         target = check_url(url, "--url")
-    elif os.environ.get("APP_URL"):
-        target = check_url(os.environ["APP_URL"], "APP_URL")
+    elif env is not None:
+        target = env
     elif trace.get("sample") and trace.get("sample") == model_cls.sample:
         # The run used the embedded sample service, long gone: start a fresh one.
         target = None
@@ -432,7 +498,7 @@ def _replay_program(
         f"operations={program.size} clients={program.clients} runs={runs}"
     )
     reproduced = failed = 0
-    expected = trace["failure"]["invariant"]
+    expected = recorded_kind(trace["failure"])
     shown_failure = False
     with Replay(model_cls, url=target, transport=transport) as replayer:
         for number in range(1, runs + 1):
@@ -440,7 +506,7 @@ def _replay_program(
             failure = record.failure
             # Reproduced: the same invariant failed (another failure is reported, and
             # counts as a failure of the replay, but not as the recorded one again).
-            reproduced += failure is not None and failure.invariant == expected
+            reproduced += failure is not None and failure.kind == expected
             failed += failure is not None
             echo(f"run {number}/{runs}: {fail_line(failure) if failure else 'linearizable'}")
             if failure is not None and not shown_failure:

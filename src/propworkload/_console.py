@@ -23,7 +23,7 @@ from ._events import Event, FailureFound, Notice, RunFinished, RunStarted
 from ._record import ExampleRecord, Exchange, Failure, Step, redact_url
 from ._replay import ReplayOutcome
 from ._results import RunResult, verdict
-from ._text import VALUE_WIDTH, cut, focus, short
+from ._text import VALUE_WIDTH, cut, focus, short, where_they_differ
 
 __all__ = [
     "ConsoleReporter",
@@ -48,6 +48,11 @@ def _expected_actual(expected: Any, actual: Any) -> tuple[str, str]:
     if shown_e.endswith("...") or shown_a.endswith("..."):
         focused_e, focused_a = focus(expected, actual)
         shown_e, shown_a = short(focused_e), short(focused_a)
+        if shown_e == shown_a:
+            # Still alike once cut (long texts, values that differ deep inside): show
+            # each from just before where they differ.
+            whole_e, whole_a = short(focused_e, 10**6), short(focused_a, 10**6)
+            shown_e, shown_a = where_they_differ(whole_e, whole_a)
     return shown_e, shown_a
 
 
@@ -164,7 +169,7 @@ def example_lines(
     elif not minimal and not stopped:
         head = f"  failing {what} ({n} {noun}; not fully shrunk{runs}):"
     else:
-        origin = f", shrunk from {shrunk_from}" if shrunk_from is not None else ""
+        origin = f", shrunk from {shrunk_from}" if shrunk_from else ""
         cut_short = ""
         if stopped == "time budget":
             cut_short = "; shrinking stopped at the time budget"
@@ -172,7 +177,13 @@ def example_lines(
             cut_short = f"; shrinking stopped: {stopped}"
         head = f"  minimal {what} ({n} {noun}{origin}{cut_short}{runs}):"
     body = program_lines(example) if example.parallel else sequence_lines(example.steps)
-    return [head, *body]
+    return [head, *(body or _no_steps(example.failure))]
+
+
+def _no_steps(failure: Failure | None) -> list[str]:
+    """What stands for an empty sequence: the failure came before the first step."""
+    name = failure.invariant if failure is not None else "the failure"
+    return [f"    (none: {name} failed at its first check, before any step)"]
 
 
 def trace_lines(trace_path: Path | None, example: ExampleRecord) -> list[str]:
@@ -233,14 +244,19 @@ def format_result(result: RunResult) -> list[str]:
         if injected:
             extra += " (" + ", ".join(f"{k}={v}" for k, v in sorted(injected.items())) + ")"
     if result.abandoned:
-        share = result.abandoned / max(result.examples, 1)
+        # Abandoned examples are among the discarded ones (and among the shrink runs).
+        run = result.examples + result.discarded + result.shrink_runs
+        share = result.abandoned / max(run, 1)
         extra += f" abandoned={result.abandoned} ({share:.0%} of examples)"
     if result.concurrency is not None:
         extra += f" runs={result.runs}"
         if result.unchecked:
             extra += f" unchecked={result.unchecked}"
+    shrinking = f" discarded={result.discarded}" if result.discarded else ""
+    shrinking += f" shrink_runs={result.shrink_runs}" if result.shrink_runs else ""
     lines.append(
-        f"SUMMARY {verdict(result.exit_code)} examples={result.examples} steps={result.steps} "
+        f"SUMMARY {verdict(result.exit_code)} examples={result.examples}{shrinking} "
+        f"steps={result.steps} "
         f"seconds={result.seconds:.1f}{extra}"
     )
     return lines
@@ -266,23 +282,38 @@ def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[s
     if outcome.failure is not None:
         lines.append(fail_line(outcome.failure))
         lines.append(f"  replayed sequence ({n} step{'s' if n != 1 else ''}):")
-        lines.extend(sequence_lines(steps))
+        lines.extend(sequence_lines(steps) or _no_steps(outcome.failure))
+    expected = _kind_named(outcome.expected)
+    got = _kind_named(outcome.failure.kind) if outcome.failure is not None else ""
+    if got == expected and not outcome.reproduced:
+        # One check failing the other way (a yes/no answer): the kinds say which way.
+        assert outcome.failure is not None
+        expected = _kind_named(outcome.expected, way=True)
+        got = _kind_named(outcome.failure.kind, way=True)
     if outcome.reproduced:
         assert outcome.failure is not None
-        lines.append(
-            f"REPLAY reproduced: {outcome.expected} failed again at step {outcome.failure.step}"
-        )
+        lines.append(f"REPLAY reproduced: {expected} failed again at step {outcome.failure.step}")
     elif outcome.failure is not None:
         lines.append(
-            f"REPLAY failed differently: {outcome.failure.invariant}, "
-            f"where the recording failed {outcome.expected}"
+            f"REPLAY failed differently: {got}, "
+            f"where the recording failed {expected}"
         )
     else:
-        lines.append(f"REPLAY did not reproduce: {outcome.expected} held through all {n} steps")
+        lines.append(f"REPLAY did not reproduce: {expected} held through all {n} steps")
     if differences and outcome.differences and not outcome.reproduced:
         lines.append("  what differed from the recording:")
         lines.extend(f"    {line}" for line in outcome.differences)
     return lines
+
+
+def _kind_named(kind: str, *, way: bool = False) -> str:
+    """A failure's kind as words: ``unexpected_error in refund`` for an unexpected error
+    in a rule, else the invariant (with ``way``, and which way a yes/no check failed:
+    ``refund_accepted[True->False]``)."""
+    name, _, rule = kind.partition("@")
+    if rule:
+        return f"{name} in {rule}"
+    return name if way else name.split("[", 1)[0]
 
 
 def format_coverage(coverage: dict[str, Any]) -> list[str]:

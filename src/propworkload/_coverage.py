@@ -20,17 +20,51 @@ from ._record import ExampleRecord
 
 __all__ = ["Coverage", "path_template"]
 
-_ID_SEGMENT = re.compile(
-    r"^(?:[A-Za-z]{1,12}_[A-Za-z0-9]{4,}|[0-9]+|[0-9a-f]{8,}|"
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+#: An id: a prefixed one (``cus_7f3a9b2c``: hex, or with a digit, so that ``batch_jobs``
+#: is a name), a number, hex of 8 or more, a UUID.
+_ID = (
+    r"(?:[A-Za-z]{1,12}_(?:[0-9a-f]{8,}|(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{4,})|[0-9]+|[0-9a-f]{8,}|"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 )
+_ID_SEGMENT = re.compile(rf"^{_ID}$")
+#: An id with an extension: ``pw_1a2b3c4d.json``, ``1234.csv.gz`` (not ``1.0``).
+_ID_WITH_SUFFIX = re.compile(rf"^{_ID}((?:\.[A-Za-z][A-Za-z0-9]{{0,9}})+)$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+#: Runs of one kind of character: lower case, upper case, digits, separators.
+_RUNS = re.compile(r"[a-z]+|[A-Z]+|[0-9]+|[_-]+")
+_LETTERS = re.compile(r"[a-z]+|[A-Z]+")
+
+
+def _random_like(segment: str) -> bool:
+    """A short random id (nanoid, base64url: ``-4e8N_x``, ``x7Kp2qRm``), told from a
+    name (``deleterange``, ``v1beta1``, ``getItems``, ``user-profile-v2``) by how its
+    characters change kind: at least two of lower case, upper case and digits, mostly in
+    runs of one or two, and, unless all three are there, no run of four letters."""
+    if not _TOKEN.match(segment):
+        return False
+    kinds = sum(any(test(c) for c in segment) for test in (str.islower, str.isupper, str.isdigit))
+    if kinds < 2 or 2 * len(_RUNS.findall(segment)) < len(segment):
+        return False
+    return kinds == 3 or max(len(run) for run in _LETTERS.findall(segment)) <= 3
+
+
+def _segment_template(segment: str, tenant: str) -> str:
+    if tenant and tenant in segment:
+        return segment.replace(tenant, "{id}")
+    if _ID_SEGMENT.match(segment) or _random_like(segment):
+        return "{id}"
+    suffixed = _ID_WITH_SUFFIX.match(segment)
+    if suffixed:
+        return "{id}" + suffixed.group(1)
+    return segment
 
 
 @functools.lru_cache(maxsize=4096)
-def path_template(target: str) -> str:
-    """``/customers/cus_1a2b/charges?x=1`` -> ``/customers/{id}/charges``."""
+def path_template(target: str, tenant: str = "") -> str:
+    """``/customers/cus_1a2b/charges?x=1`` -> ``/customers/{id}/charges``: segments that
+    look like ids, and the example's ``tenant`` wherever it appears, become ``{id}``."""
     path = target.split("?", 1)[0]
-    return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
+    return "/".join(_segment_template(part, tenant) for part in path.split("/"))
 
 
 #: Latencies kept per endpoint; beyond it every other one is dropped (memory stays bounded
@@ -93,7 +127,7 @@ class Coverage:
         for exchange in exchanges:
             if exchange.fault is not None:
                 self.faults[exchange.fault["kind"]] += 1
-            endpoint = f"{exchange.method} {path_template(exchange.target)}"
+            endpoint = f"{exchange.method} {path_template(exchange.target, record.tenant)}"
             status = str(exchange.status) if exchange.status is not None else "error"
             self.statuses.setdefault(endpoint, Counter())[status] += 1
             _sample(self.latencies.setdefault(endpoint, []), exchange.duration_ms)

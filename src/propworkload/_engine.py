@@ -540,7 +540,8 @@ def run_model(
     # A signal that came while nothing could be interrupted (loading, a write) still
     # makes the run a stopped one.
     state.stopped = state.stopped or stop_requested()
-    if state.first_failure is None and state.examples == 0 and state.stopped == "time budget":
+    ran = state.examples + state.discarded
+    if state.first_failure is None and ran == 0 and state.stopped == "time budget":
         raise InvalidOption(
             f"the time budget ({config.time_budget:g} s) ended before one example ran; "
             "raise --time-budget"
@@ -559,11 +560,11 @@ def run_model(
     if (
         state.first_failure is None
         and state.abandoned
-        and state.abandoned >= ABANDONED_LIMIT * state.examples
+        and state.abandoned >= ABANDONED_LIMIT * ran
         and state.stopped in (None, "time budget")
     ):
         raise TargetError(
-            f"{config.url}: {state.abandoned} of the {state.examples} examples were dropped "
+            f"{config.url}: {state.abandoned} of the {ran} examples were dropped "
             "because a request's outcome was unknown (timeouts, resets) and the model did "
             "not handle it; almost nothing was checked (use commands, or Model.retry in rules)"
         )
@@ -609,6 +610,8 @@ def run_model(
         target=config.url,
         passed=example is None,
         examples=state.examples,
+        discarded=state.discarded,
+        shrink_runs=state.shrink_runs,
         steps=state.steps,
         seconds=time.perf_counter() - started,
         checks=dict(state.checks),

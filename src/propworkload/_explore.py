@@ -78,6 +78,9 @@ class ExploreResult:
     target: str
     seed: int
     examples: int = 0
+    #: Examples Hypothesis discarded, and those run after each round's first failure.
+    discarded: int = 0
+    shrink_runs: int = 0
     steps: int = 0
     seconds: float = 0.0
     rounds: int = 0
@@ -111,6 +114,8 @@ class ExploreResult:
 
     def merge(self, other: ExploreResult) -> None:
         self.examples += other.examples
+        self.discarded += other.discarded
+        self.shrink_runs += other.shrink_runs
         self.steps += other.steps
         self.runs += other.runs
         self.unchecked += other.unchecked
@@ -175,6 +180,8 @@ def explore(
             break  # the budget left is too small for one more example
         result.rounds += 1
         result.examples += run.examples
+        result.discarded += run.discarded
+        result.shrink_runs += run.shrink_runs
         result.steps += run.steps
         result.runs += run.runs
         result.unchecked += run.unchecked

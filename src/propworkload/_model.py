@@ -42,6 +42,7 @@ from ._spec import (
     failing,
     resolve,
 )
+from ._text import describe_error
 from ._values import UnencodableValue, encode
 
 __all__ = ["Model", "kind_of", "model_error", "operation_markers"]
@@ -115,9 +116,9 @@ def _recorded(value: Any, what: str) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message``, on one line (first line of the message), secrets redacted."""
-    text = str(exc).strip().split("\n", 1)[0]
-    return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    """``Type: message``, on one line (first line of the message; an HTTP status first),
+    secrets redacted."""
+    return redact_text(describe_error(exc))
 
 
 class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):

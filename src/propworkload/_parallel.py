@@ -42,7 +42,7 @@ from ._program import Invocation, Program
 from ._record import ExampleRecord, Failure, HistoryCheck, redact_text
 from ._runtime import RunState, StopRun, counting_into
 from ._spec import Command, Observation, accepting
-from ._text import short
+from ._text import describe_error, short
 from ._values import UnencodableValue, encode
 
 __all__ = ["PERTURB_MAX", "ProgramShape", "execute_program", "runs_needed"]
@@ -212,8 +212,7 @@ def _partition(model_cls: type[Model]) -> Callable[[HistoryOp], Any] | None:
 
 
 def _describe_error(exc: BaseException) -> str:
-    text = str(exc).strip().split("\n", 1)[0]
-    return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    return redact_text(describe_error(exc))
 
 
 class _Client:

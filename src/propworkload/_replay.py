@@ -31,14 +31,15 @@ from ._model import Model
 from ._operations import operations_of
 from ._parallel import execute_program
 from ._program import Program
-from ._record import ExampleRecord, Exchange, Failure
+from ._record import ExampleRecord, Exchange, Failure, check_signature, redact_text
 from ._redact import REDACTED, scrub
 from ._runtime import RunState, StopRun, using_run
 from ._spec import Command
 from ._target import probe, resolve_target, ssl_context
+from ._text import describe_error, short
 from ._values import decode
 
-__all__ = ["Replay", "ReplayOutcome", "decode_program", "replay_trace"]
+__all__ = ["Replay", "ReplayOutcome", "decode_program", "recorded_kind", "replay_trace"]
 
 
 def _model_modules(model: type[Model]) -> list[ModuleType]:
@@ -135,6 +136,8 @@ class Replay:
         self._state: RunState | None = None
         self._scripted = ScriptedFaults()
         self._next_faults: list[Fault | None] | None = None
+        #: The record of an example whose model instance could not be made.
+        self._unmade: ExampleRecord | None = None
 
     @classmethod
     def from_file(
@@ -148,6 +151,8 @@ class Replay:
     @property
     def record(self) -> ExampleRecord:
         """What has been recorded so far: steps, exchanges, the failure if any."""
+        if self._machine is None and self._unmade is not None:
+            return self._unmade
         return self.machine._pw_example
 
     @property
@@ -157,8 +162,15 @@ class Replay:
         if self._state is None:
             raise RuntimeError("use the Replay in a `with` block")
         if self._machine is None:
-            with _unwrap_stop():
-                self._machine = self.model()
+            try:
+                with _unwrap_stop():
+                    self._machine = self.model()
+            except Exception:
+                # The model's own __init__ raised: the record the base class began, if it
+                # got that far, holds what was sent.
+                began = self._state.current_example
+                self._unmade = began if began is not None else ExampleRecord(number=1)
+                raise
             self._check_invariants()
         return self._machine
 
@@ -247,6 +259,32 @@ class Replay:
         """Whether the model has a rule (or initialize rule) named ``rule``."""
         return rule in self._rules or rule in self._initializers
 
+    def parameters(self, rule: str) -> list[str]:
+        """The names of the arguments ``rule`` (a command, a rule or an initialize rule)
+        takes: those a recorded step of it holds."""
+        member = inspect.getattr_static(self.model, rule, None)
+        if isinstance(member, Command):
+            return list(member.arguments)
+        spec = self._initializers.get(rule) or self._rules.get(rule)
+        if spec is None:
+            raise AttributeError(f"{self.model.__name__} has no rule {rule!r}")
+        return list(spec.arguments)
+
+    def check_step(self, rule: str, arguments: dict[str, Any], *, where: str) -> None:
+        """Raise :class:`InvalidTrace` unless the model has ``rule`` and it takes exactly
+        ``arguments`` (a trace made before the model changed no longer fits it)."""
+        if not self.has_rule(rule):
+            raise InvalidTrace(
+                f"{where} runs rule {rule!r}, which {self.model.__name__} does not have "
+                "(was the model changed?)"
+            )
+        wanted = self.parameters(rule)
+        if set(arguments) != set(wanted):
+            raise InvalidTrace(
+                f"{where} calls {rule}({', '.join(arguments)}), but {self.model.__name__}."
+                f"{rule} takes ({', '.join(wanted)}) (was the model changed?)"
+            )
+
     @contextmanager
     def faults(self, *faults: str | dict[str, Any] | None) -> Iterator[None]:
         """Inject ``faults`` into the requests of the steps run inside the block, one per
@@ -280,6 +318,7 @@ class Replay:
         if spec is None:
             known = ", ".join(sorted({*self._rules, *self._initializers}))
             raise AttributeError(f"{self.model.__name__} has no rule {rule!r} (rules: {known})")
+        self.check_step(rule, arguments or {}, where=f"the step {rule}")
         self._pending_init.discard(rule)
         before = len(self.record.steps)
         with _unwrap_stop():
@@ -323,13 +362,46 @@ class ReplayOutcome:
     how the exchanges differed from the recording."""
 
     record: ExampleRecord
+    #: The recorded failure's kind (``Failure.kind``: the invariant; for an unexpected
+    #: error, ``unexpected_error@<rule>``).
     expected: str
     failure: Failure | None
     differences: list[str]
 
     @property
     def reproduced(self) -> bool:
-        return self.failure is not None and self.failure.invariant == self.expected
+        """The same kind of failure happened again (an unexpected error: in the same
+        rule; another rule raising, as every rule does against a broken service, is a
+        different failure)."""
+        return self.failure is not None and self.failure.kind == self.expected
+
+
+def recorded_kind(failure: dict[str, Any]) -> str:
+    """The kind (``Failure.kind``) of a failure as a trace records it."""
+    invariant = str(failure["invariant"])
+    rule = failure.get("rule")
+    if invariant == "unexpected_error" and rule:
+        return f"{invariant}@{rule}"
+    if failure.get("operation"):
+        return invariant
+    return check_signature(invariant, failure.get("expected"), failure.get("actual"))
+
+
+def _raised(record: ExampleRecord, exc: Exception, where: str) -> None:
+    """Note an error raised outside any step (the model's ``__init__``, its
+    ``teardown``) as the example's failure, unless it failed already: a replay gives a
+    verdict, never a traceback."""
+    if record.failure is None:
+        described = redact_text(describe_error(exc))
+        record.failure = Failure(
+            invariant="unexpected_error",
+            expected="no exception",
+            actual=described,
+            ids={"rule": where},
+            step=len(record.steps),
+            error=described,
+            rule=where,
+        )
 
 
 def replay_trace(
@@ -343,54 +415,63 @@ def replay_trace(
     model's embedded sample service), through ``transport`` if given."""
     recorded_bundles: dict[str, list[Any]] = defaultdict(list)
     replayed_bundles: dict[str, list[Any]] = defaultdict(list)
-    with Replay(model, url=url, transport=transport) as run:
-        steps = trace["steps"]
-        try:
-            run.start()
-        except PropworkloadError:
-            raise
-        except Exception:
-            steps = []  # the failure came before the first step; it is in run.record
-        for step in steps:
-            where = f"the trace's step {step.get('index', '?')}"
-            version = trace.get("version", 2)
-            step = {
-                **step,
-                "arguments": decode_value(
-                    model, step["arguments"], f"{where}'s arguments", version=version
-                ),
-                "result": decode_value(
-                    model, step.get("result"), f"{where}'s result", version=version
-                ),
-            }
-            arguments = _arguments(step, recorded_bundles, replayed_bundles)
-            if not run.has_rule(step["rule"]):
-                raise InvalidTrace(
-                    f"the trace's step {step.get('index', '?')} runs rule {step['rule']!r}, "
-                    f"which {model.__name__} does not have (was the model changed?)"
-                )
-            faults = [
-                exchange.get("fault")
-                for exchange in step.get("exchanges", [])
-                if exchange.get("phase") == "rule"
-            ]
+    replay = Replay(model, url=url, transport=transport)
+    # A trace the model no longer fits (a rule or an argument renamed) is refused before
+    # any request: what it would do is a mistake of the replay, not a finding.
+    version = trace.get("version", 2)
+    steps = []
+    for step in trace["steps"]:
+        where = f"the trace's step {step.get('index', '?')}"
+        step = {
+            **step,
+            "arguments": decode_value(
+                model, step["arguments"], f"{where}'s arguments", version=version
+            ),
+            "result": decode_value(model, step.get("result"), f"{where}'s result", version=version),
+        }
+        replay.check_step(step["rule"], step["arguments"], where=where)
+        steps.append(step)
+    record: ExampleRecord | None = None
+    try:
+        with replay as run:
             try:
-                result = run.step(step["rule"], arguments, faults=faults if any(faults) else ())
+                run.start()
             except PropworkloadError:
                 raise
-            except Exception:
-                break  # the failure is in run.record
-            values = list(result) if step.get("multiple") else [result]
-            recorded = step.get("result")
-            recorded_values = list(recorded or []) if step.get("multiple") else [recorded]
-            for target in step.get("targets", ()):
-                recorded_bundles[target].extend(recorded_values)
-                replayed_bundles[target].extend(values)
-        record = run.record
+            except Exception as exc:
+                steps = []  # the failure came before the first step
+                if run.record.failure is None:
+                    _raised(run.record, exc, f"{model.__name__}()")
+            for step in steps:
+                arguments = _arguments(step, recorded_bundles, replayed_bundles)
+                faults = [
+                    exchange.get("fault")
+                    for exchange in step.get("exchanges", [])
+                    if exchange.get("phase") == "rule"
+                ]
+                try:
+                    result = run.step(step["rule"], arguments, faults=faults if any(faults) else ())
+                except PropworkloadError:
+                    raise
+                except Exception:
+                    break  # the failure is in run.record
+                values = list(result) if step.get("multiple") else [result]
+                recorded = step.get("result")
+                recorded_values = list(recorded or []) if step.get("multiple") else [recorded]
+                for target in step.get("targets", ()):
+                    recorded_bundles[target].extend(recorded_values)
+                    replayed_bundles[target].extend(values)
+            record = run.record
+    except PropworkloadError:
+        raise
+    except Exception as exc:
+        if record is None:
+            raise
+        _raised(record, exc, "teardown")  # the model's teardown raised
     differences = compare(trace, record)
     return ReplayOutcome(
         record=record,
-        expected=trace["failure"]["invariant"],
+        expected=recorded_kind(trace["failure"]),
         failure=record.failure,
         differences=differences,
     )
@@ -452,9 +533,9 @@ def _compare_values(path: str, recorded: Any, replayed: Any, names: _Names, out:
     if isinstance(recorded, dict) and isinstance(replayed, dict):
         for key in {**recorded, **replayed}:
             if key not in replayed:
-                out.append(f"{path}.{key} missing, recorded {recorded[key]!r}")
+                out.append(f"{path}.{key} missing, recorded {short(recorded[key])}")
             elif key not in recorded:
-                out.append(f"{path}.{key}={replayed[key]!r} not in the recording")
+                out.append(f"{path}.{key}={short(replayed[key])} not in the recording")
             else:
                 _compare_values(f"{path}.{key}", recorded[key], replayed[key], names, out)
         return
@@ -472,10 +553,10 @@ def _compare_values(path: str, recorded: Any, replayed: Any, names: _Names, out:
         if same is True:
             return
         note = f" {same}" if isinstance(same, str) else ""
-        out.append(f"{path}={replayed}{note}, recorded {recorded}")
+        out.append(f"{path}={short(replayed)}{note}, recorded {short(recorded)}")
         return
     if recorded != replayed:
-        out.append(f"{path}={replayed!r}, recorded {recorded!r}")
+        out.append(f"{path}={short(replayed)}, recorded {short(recorded)}")
 
 
 def _body(text: str) -> Any:

@@ -36,6 +36,8 @@ def json_report(result: ExploreResult, *, coverage: dict[str, Any], code: int) -
         "workers": result.workers,
         "rounds": result.rounds,
         "examples": result.examples,
+        "discarded": result.discarded,
+        "shrink_runs": result.shrink_runs,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
         "concurrency": result.concurrency,

@@ -50,7 +50,10 @@ class RunResult:
     """How a run ended.
 
     ``example`` is the minimal failing example (or the original one when the failure was
-    flaky), ``first_example`` the first failing example seen, before shrinking. In a
+    flaky), ``first_example`` the first failing example seen, before shrinking.
+    ``examples`` counts the examples the search ran, ``discarded`` those Hypothesis
+    discarded (they do not count towards ``--examples``), ``shrink_runs`` those run after
+    the first failure (shrinking it, replaying it, reducing it). In a
     concurrent run (``concurrency`` set) each example is a parallel program, ``runs``
     counts the times programs ran and ``unchecked`` the runs whose check timed out.
     """
@@ -63,6 +66,8 @@ class RunResult:
     steps: int
     seconds: float
     checks: dict[str, int]
+    discarded: int = 0
+    shrink_runs: int = 0
     failure: Failure | None = None
     #: Failed checks accepted as known deviations (``Model.accepted``), by name.
     accepted: dict[str, int] = attrs.field(factory=dict)

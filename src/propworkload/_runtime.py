@@ -7,7 +7,7 @@ starts Hypothesis, and :class:`propworkload.Model` picks it up in ``__init__``.
 
 from __future__ import annotations
 
-import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import attrs
 import httpx
 from hypothesis.control import current_build_context, reject
-from hypothesis.errors import InvalidArgument
+from hypothesis.errors import InvalidArgument, StopTest, UnsatisfiedAssumption
 
 from ._coverage import Coverage
 from ._errors import InvalidOption, TargetUnreachable
@@ -26,7 +26,7 @@ from ._events import Event, ExampleFinished, FailureFound
 from ._faults import DrawnFaults, Fault, FaultPlan, InjectedFault, ScriptedFaults
 from ._record import ExampleRecord, redact_text
 from ._signals import StopRun, clear_stop, request_stop, stop_requested
-from ._target import check_url, embedded_sample
+from ._target import embedded_sample, env_url
 
 __all__ = [
     "ExampleAbandoned",
@@ -60,7 +60,13 @@ class RunState:
     emit: Callable[[Event], None] = lambda event: None
     generate_deadline: float | None = None
     hard_deadline: float | None = None
+    #: Examples the search ran (those ``--examples`` asks for, up to the first failure);
+    #: examples Hypothesis discarded (no rule could run, or the example was abandoned),
+    #: which do not count towards ``--examples``; and the examples run after the first
+    #: failure: shrinking, Hypothesis's final replay, the reduction.
     examples: int = 0
+    discarded: int = 0
+    shrink_runs: int = 0
     steps: int = 0
     #: Parallel programs: the runs of programs, and those whose check timed out.
     runs: int = 0
@@ -173,7 +179,15 @@ class RunState:
     def finish_example(self, record: ExampleRecord, *, counted: bool = False) -> None:
         """Account for a finished example and tell the listeners (``counted``: its runs
         were counted already, with :meth:`count_run`)."""
-        self.examples += 1
+        if self.reducing or self.first_failure is not None:
+            self.shrink_runs += 1
+        elif isinstance(sys.exc_info()[1], UnsatisfiedAssumption | StopTest):
+            # Called from the example's teardown while Hypothesis ends it as invalid (no
+            # rule could run, an abandoned example) or overrun: Hypothesis does not count
+            # it towards max_examples, and neither does the summary.
+            self.discarded += 1
+        else:
+            self.examples += 1
         if self.reducing:
             return
         if not counted:
@@ -233,9 +247,9 @@ def current_run(sample: str | None = None) -> RunState:
     state = _CURRENT.get()
     if state is not None:
         return state
-    env = os.environ.get("APP_URL")
-    if env:
-        url = check_url(env, "APP_URL")
+    env = env_url()
+    if env is not None:
+        url = env
     elif sample is not None:
         url = embedded_sample(sample)
     else:

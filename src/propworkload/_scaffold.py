@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
 import re
+import sys
 from pathlib import Path
 
 from ._errors import InvalidOption
@@ -98,12 +101,37 @@ cli_main(["run", str(MODEL), *sys.argv[1:]])
 '''
 
 
+def _shadowed(name: str) -> str | None:
+    """What ``models/NAME.py`` would hide, or None. ``python3 models/x.py`` puts
+    ``models/`` first on ``sys.path`` (and the loader does the same), so a model file named
+    like a module is imported in that module's place by every model of the folder."""
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return "a module of Python's standard library"
+    # Installed modules, looked up where every model would look: not in the current
+    # folder, which is only on the path of this command.
+    here = {"", os.getcwd()}
+    path = [entry for entry in sys.path if entry not in here]
+    if importlib.machinery.PathFinder.find_spec(name, path) is not None:
+        return "an installed module"
+    return None
+
+
+def _refuse_shadowing(name: str) -> None:
+    shadowed = _shadowed(name)
+    if shadowed is not None:
+        raise InvalidOption(
+            f"model name {name!r} is {shadowed}: models/{name}.py would be imported instead "
+            f"of it by every model in models/; pick another name (e.g. {name}_model)"
+        )
+
+
 def scaffold(name: str, root: Path) -> list[Path]:
     """Write ``models/NAME.py`` and ``.workers/workloads/NAME.py`` under ``root``."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise InvalidOption(
             f"model name {name!r} must be lower case letters, digits and _ (e.g. checkout)"
         )
+    _refuse_shadowing(name)
     cls = "".join(part.capitalize() for part in name.split("_")) or "Model"
     files = {
         root / "models" / f"{name}.py": _MODEL.format(name=name, cls=cls),

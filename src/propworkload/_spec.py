@@ -169,8 +169,8 @@ class UnexpectedStatus(AssertionError):
 
 def expect_status(response: httpx.Response, *statuses: int) -> httpx.Response:
     """``response``, if its status is one of ``statuses``; otherwise raise
-    :class:`UnexpectedStatus` (the step fails as ``unexpected_error``), naming the request,
-    the status and the start of the body::
+    :class:`UnexpectedStatus` (the step fails as ``unexpected_error``), naming the status
+    (first, so that a shortened line keeps it), the request and the start of the body::
 
         body = expect_status(self.http.post(url, json=data), 200, 201).json()
     """
@@ -178,7 +178,7 @@ def expect_status(response: httpx.Response, *statuses: int) -> httpx.Response:
         request = response.request
         wanted = " or ".join(map(str, statuses))
         raise UnexpectedStatus(
-            f"{request.method} {request.url.path} returned {response.status_code}, "
+            f"{response.status_code} from {request.method} {request.url.path}, "
             f"expected {wanted}: {response.text[:200]}"
         )
     return response

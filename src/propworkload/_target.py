@@ -25,6 +25,7 @@ from .samples import load_sample, validate_bugs
 __all__ = [
     "check_url",
     "embedded_sample",
+    "env_url",
     "probe",
     "resolve_target",
     "sample_service",
@@ -71,7 +72,15 @@ def probe(url: str, *, transport: httpx.BaseTransport | None = None, timeout: fl
 
 def check_url(url: str, source: str) -> str:
     """``url`` without a trailing ``/``, once it is an http(s) URL with a host; its
-    password (and secret query values) learned first, so that no message shows them."""
+    password (and secret query values) learned first, so that no message shows them.
+    An empty ``url`` is an :class:`InvalidOption` naming ``source``."""
+    if not url.strip():
+        # A variable that expanded to nothing: testing something else instead (the
+        # embedded sample service) would pass a check of the wrong service.
+        raise InvalidOption(
+            f"{source} is empty; give the service's base URL (http://HOST:PORT), or leave "
+            f"{source} out to test the model's embedded sample service"
+        )
     learn_url(url)
     shown = redact_url(url)
     try:
@@ -91,13 +100,13 @@ def check_url(url: str, source: str) -> str:
 def resolve_target(url: str | None, *, sample: str | None, owner: str) -> Iterator[str]:
     """Yield the base URL to test: ``url``, else ``APP_URL``, else the embedded sample
     service ``sample`` (of the model named ``owner``), started and stopped around the
-    block."""
-    if url:
+    block. An empty ``url`` or ``APP_URL`` is an error, not a request for the sample."""
+    if url is not None:
         yield check_url(url, "--url")
         return
-    env = os.environ.get("APP_URL")
-    if env:
-        yield check_url(env, "APP_URL")
+    env = env_url()
+    if env is not None:
+        yield env
         return
     if sample is None:
         raise InvalidOption(
@@ -106,6 +115,12 @@ def resolve_target(url: str | None, *, sample: str | None, owner: str) -> Iterat
         )
     with sample_service(sample) as base_url:
         yield base_url
+
+
+def env_url() -> str | None:
+    """``APP_URL``, checked, or None when it is not set (set but empty is an error)."""
+    env = os.environ.get("APP_URL")
+    return None if env is None else check_url(env, "APP_URL")
 
 
 _EMBEDDED: dict[str, str] = {}

@@ -6,9 +6,11 @@ import json
 import re
 from typing import Any
 
+import httpx
+
 from ._redact import scrub
 
-__all__ = ["VALUE_WIDTH", "cut", "focus", "short"]
+__all__ = ["VALUE_WIDTH", "cut", "describe_error", "focus", "short", "where_they_differ"]
 
 
 def cut(text: str, width: int) -> str:
@@ -50,7 +52,9 @@ def focus(expected: Any, actual: Any) -> tuple[Any, Any]:
     """The parts of ``expected`` and ``actual`` that differ.
 
     Dicts keep the differing keys (and identity keys such as ``id`` that tell items
-    apart); equal-length lists keep the differing items, keyed ``"[i]"``.
+    apart); equal-length lists keep the differing items, keyed ``"[i]"``; lists of
+    different lengths keep their lengths and the first item that differs (cut to the same
+    prefix, they would print the same).
     """
     if isinstance(expected, dict) and isinstance(actual, dict):
         keys = [
@@ -72,4 +76,46 @@ def focus(expected: Any, actual: Any) -> tuple[Any, Any]:
         differ = [i for i, (e, a) in enumerate(zip(expected, actual, strict=True)) if e != a]
         pairs = {f"[{i}]": focus(expected[i], actual[i]) for i in differ}
         return {k: e for k, (e, _) in pairs.items()}, {k: a for k, (_, a) in pairs.items()}
+    if isinstance(expected, list) and isinstance(actual, list):
+        first = next(
+            (i for i, (e, a) in enumerate(zip(expected, actual, strict=False)) if e != a),
+            min(len(expected), len(actual)),
+        )
+        sides = []
+        for side in (expected, actual):
+            shown: dict[str, Any] = {"len": len(side)}
+            if first < len(side):
+                shown[f"[{first}]"] = side[first]
+            sides.append(shown)
+        return sides[0], sides[1]
     return expected, actual
+
+
+def where_they_differ(expected: str, actual: str, width: int = VALUE_WIDTH) -> tuple[str, str]:
+    """Two texts that differ only after ``width`` characters, each cut to a window that
+    starts a little before the first character where they differ (``...`` marking cuts)."""
+    first = next(
+        (i for i, (e, a) in enumerate(zip(expected, actual, strict=False)) if e != a),
+        min(len(expected), len(actual)),
+    )
+    start = max(0, first - 10)
+
+    def window(text: str) -> str:
+        if start == 0:
+            return cut(text, width)
+        return "..." + cut(text[start:], width - 3)
+
+    return window(expected), window(actual)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` on one line (the message's first line); an ``httpx`` status error
+    as ``HTTPStatusError: 500 Internal Server Error from GET /path``, the status first so
+    that a line cut to fit still shows it (httpx's message puts the whole URL before it)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        response, request = exc.response, exc.request
+        text = f"{response.status_code} {response.reason_phrase} from {request.method} "
+        text += request.url.path
+    else:
+        text = str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
