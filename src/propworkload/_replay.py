@@ -430,6 +430,15 @@ def replay_trace(
             "result": decode_value(model, step.get("result"), f"{where}'s result", version=version),
         }
         replay.check_step(step["rule"], step["arguments"], where=where)
+        for exchange in step.get("exchanges", []):
+            fault = exchange.get("fault")
+            if fault is not None and Fault.from_json(fault) is None:
+                raise InvalidTrace(
+                    f"{where} injects fault {fault!r:.60}, which is none of "
+                    f"{', '.join(FAULT_KINDS)}"
+                )
+        if step.get("multiple") and not isinstance(step["result"], list | tuple | None):
+            raise InvalidTrace(f"{where}'s result is not a list of values")
         steps.append(step)
     record: ExampleRecord | None = None
     try:
@@ -455,7 +464,8 @@ def replay_trace(
                     raise
                 except Exception:
                     break  # the failure is in run.record
-                values = list(result) if step.get("multiple") else [result]
+                multiple = step.get("multiple") and isinstance(result, tuple)
+                values = list(result) if multiple else [result]
                 recorded = step.get("result")
                 recorded_values = list(recorded or []) if step.get("multiple") else [recorded]
                 for target in step.get("targets", ()):

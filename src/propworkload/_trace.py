@@ -263,6 +263,97 @@ _REQUIRED = {
     "steps": list,
 }
 _STEP_REQUIRED = {"rule": str, "arguments": dict, "exchanges": list}
+_NONE = type(None)
+#: Fields replay and ``--emit-pytest`` read when a trace has them, and their types: a
+#: trace is input like any other (edited, truncated, from another version), so a field of
+#: another type is a damaged trace (one line, exit 2), never a crash mid-replay.
+_STEP_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "index": int,
+    "bundle_arguments": dict,
+    "targets": list,
+    "multiple": bool,
+    "error": (str, _NONE),
+    "unknown": (str, _NONE),
+    "failed_check": (str, _NONE),
+    "unobserved": list,
+    "client": (int, _NONE),
+}
+_EXCHANGE_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "method": str,
+    "target": str,
+    "status": (int, _NONE),
+    "request_headers": dict,
+    "request_body": str,
+    "response_headers": dict,
+    "response_body": str,
+    "phase": str,
+    "error": (str, _NONE),
+    "fault": (dict, str, _NONE),
+}
+_KIND_NAMES = {str: "string", int: "number", bool: "true/false", dict: "object", list: "list"}
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    return " or ".join(_KIND_NAMES.get(kind, "null") for kind in kinds)
+
+
+def _wrong_type(
+    data: dict[str, Any], fields: dict[str, type | tuple[type, ...]]
+) -> tuple[str, str] | None:
+    """The first field of ``data`` that is there with another type than ``fields`` says,
+    and the type it should have (true and false are not numbers)."""
+    for field, kind in fields.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if field in data:
+            value = data[field]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                return field, _kind_name(kinds)
+    return None
+
+
+def _check_exchanges(path: Path, exchanges: Any, where: str) -> None:
+    if not isinstance(exchanges, list):
+        raise InvalidTrace(f"{path}: {where}: exchanges is not a list")
+    for number, exchange in enumerate(exchanges, 1):
+        if not isinstance(exchange, dict):
+            raise InvalidTrace(f"{path}: {where}: exchange {number} is not an object")
+        wrong = _wrong_type(exchange, _EXCHANGE_OPTIONAL)
+        if wrong is not None:
+            raise InvalidTrace(
+                f"{path}: {where}: exchange {number}'s {wrong[0]!r} is not a {wrong[1]}"
+            )
+
+
+def _check_step(path: Path, number: int, step: Any) -> None:
+    where = f"step {number}"
+    if not isinstance(step, dict) or any(
+        not isinstance(step.get(field), kind) for field, kind in _STEP_REQUIRED.items()
+    ):
+        raise InvalidTrace(f"{path}: {where} is malformed (needs rule, arguments, exchanges)")
+    wrong = _wrong_type(step, _STEP_OPTIONAL)
+    if wrong is not None:
+        raise InvalidTrace(f"{path}: {where}'s {wrong[0]!r} is not a {wrong[1]}")
+    if not all(isinstance(target, str) for target in step.get("targets", [])):
+        raise InvalidTrace(f"{path}: {where}'s targets are not all names of bundles")
+    for name, source in step.get("bundle_arguments", {}).items():
+        if not isinstance(source, dict) or not isinstance(source.get("bundle"), str):
+            raise InvalidTrace(f"{path}: {where}'s argument {name!r} names no bundle")
+    _check_exchanges(path, step["exchanges"], where)
+
+
+def _check_program(path: Path, program: Any) -> None:
+    """The shape of a parallel program (its values are checked when replay decodes it)."""
+    if not isinstance(program, dict):
+        raise InvalidTrace(f"{path}: the trace of a parallel program has no program")
+    clients = program.get("clients", program.get("branches"))
+    parts = [program.get("prefix", []), program.get("final", [])]
+    if not isinstance(clients, list) or not clients:
+        raise InvalidTrace(f"{path}: the parallel program has no clients")
+    for part in [*parts, *clients]:
+        if not isinstance(part, list) or not all(isinstance(op, dict) for op in part):
+            raise InvalidTrace(
+                f"{path}: the parallel program's operations are not objects in a list"
+            )
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
@@ -272,8 +363,9 @@ def load_trace(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidTrace(f"{path}: no such trace file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidTrace(f"{path}: cannot read the trace ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # ValueError: a path Python cannot pass to the OS (a NUL byte in it).
+        raise InvalidTrace(f"{path!s:.200}: cannot read the trace ({exc})") from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -283,29 +375,30 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
         raise InvalidTrace(f'{path}: not a propworkload trace (no "format": "{TRACE_FORMAT}")')
     version = data.get("version")
-    if version not in READABLE_VERSIONS:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise InvalidTrace(
-            f"{path}: trace version {version!r} is not supported (this propworkload reads "
+            f"{path}: trace version {version!r:.40} is not supported (this propworkload reads "
             f"versions {', '.join(map(str, READABLE_VERSIONS))}); replay it with the "
             "propworkload that wrote it"
         )
     for field, kind in _REQUIRED.items():
         if not isinstance(data.get(field), kind):
             raise InvalidTrace(f"{path}: field {field!r} is missing or not a {kind.__name__}")
-    if not isinstance(data["failure"].get("invariant"), str):
+    failure = data["failure"]
+    if not isinstance(failure.get("invariant"), str):
         raise InvalidTrace(f"{path}: the failure has no invariant name")
+    if not isinstance(failure.get("ids", {}), dict):
+        raise InvalidTrace(f"{path}: the failure's ids are not an object")
     for number, step in enumerate(data["steps"], 1):
-        if not isinstance(step, dict) or any(
-            not isinstance(step.get(field), kind) for field, kind in _STEP_REQUIRED.items()
-        ):
-            raise InvalidTrace(
-                f"{path}: step {number} is malformed (needs rule, arguments, exchanges)"
-            )
+        _check_step(path, number, step)
+    _check_exchanges(path, data.get("setup_exchanges", []), "setup")
     model = data["model"]
     if not isinstance(model.get("file"), str) or not isinstance(model.get("class"), str):
         raise InvalidTrace(f"{path}: the model's file and class are missing")
-    if is_parallel(data) and not isinstance(data.get("program"), dict):
-        raise InvalidTrace(f"{path}: the trace of a parallel program has no program")
+    if not isinstance(data.get("tenant", ""), str | _NONE):
+        raise InvalidTrace(f"{path}: field 'tenant' is not a string")
+    if is_parallel(data):
+        _check_program(path, data.get("program"))
     for field in ("runs", "failed_runs", "replay_runs", "repeat"):
         value = data.get(field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
