@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ._errors import InvalidModel, InvariantFailure, SetupFailed, TargetUnreachable
 from ._faults import Chooser, FaultTransport
+from ._limits import DEFAULT_MAX_BODY, LimitedTransport
 from ._operations import Operation, operations_of
 from ._possible import Possible, TooManyPossibilities
 from ._record import (
@@ -164,8 +165,12 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
     sample: ClassVar[str | None] = None
     #: Prefix of ``self.tenant``.
     tenant_prefix: ClassVar[str] = "t_"
-    #: Seconds an HTTP request may take before it counts as failed.
+    #: Seconds an HTTP request may take before it counts as failed (waiting to connect,
+    #: for the answer to start, and for the whole body once it has).
     http_timeout: ClassVar[float] = 10.0
+    #: The largest response body read, in bytes: a larger one is a transport error (the
+    #: outcome unknown), so a service answering without end cannot fill memory.
+    http_max_body: ClassVar[int] = DEFAULT_MAX_BODY
     #: How many times :meth:`retry` sends a request before the outcome counts as unknown.
     retry_attempts: ClassVar[int] = 3
     #: Seconds :meth:`retry` waits before its second attempt (doubled for each later one).
@@ -223,7 +228,7 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         #: Commands that could not run, by name, with the possible states they failed in.
         self._pw_stuck: dict[str, tuple[Any, ...]] = {}
         record.tenant = self.tenant
-        inner = run.transport
+        inner: httpx.BaseTransport = LimitedTransport(run.transport, max_body=self.http_max_body)
         choose = run.fault_chooser()
         if choose is not None:
             inner = FaultTransport(inner, _rules_only(record, choose))
@@ -268,7 +273,7 @@ class Model(stateful.RuleBasedStateMachine, metaclass=_ModelType):
         client.operation_key = ""
         if cls._pw_commands:
             client.possible = Possible(cls._initial_state())
-        inner = run.transport
+        inner: httpx.BaseTransport = LimitedTransport(run.transport, max_body=cls.http_max_body)
         if faults is not None:
             inner = FaultTransport(inner, _rules_only(record, faults))
         client.http = cls._pw_http(run, record, inner)

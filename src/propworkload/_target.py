@@ -57,10 +57,18 @@ def probe(url: str, *, transport: httpx.BaseTransport | None = None, timeout: fl
     lent = None if transport is None else _Borrowed(transport)
     try:
         verify = ssl_context(trust_env=False)
-        with httpx.Client(
-            timeout=timeout, trust_env=False, verify=verify, transport=lent
-        ) as client:
-            client.get(url)
+        with (
+            httpx.Client(timeout=timeout, trust_env=False, verify=verify, transport=lent) as client,
+            # The status line and headers are the answer; the body is not read (a service
+            # may send one without end, or a byte at a time).
+            client.stream("GET", url),
+        ):
+            pass
+    except httpx.ProtocolError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise TargetUnreachable(
+            redact_text(f"{url} does not answer HTTP ({reason}): is it the service's address?")
+        ) from None
     except httpx.TransportError as exc:
         reason = str(exc) or type(exc).__name__
         raise TargetUnreachable(
