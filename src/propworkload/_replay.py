@@ -24,7 +24,7 @@ import attrs
 import httpx
 from hypothesis import stateful
 
-from ._errors import InvalidTrace, InvariantFailure, PropworkloadError
+from ._errors import InvalidTrace, InvariantFailure, PropworkloadError, TargetError
 from ._faults import FAULT_KINDS, Fault, ScriptedFaults
 from ._loader import load_model
 from ._model import Model
@@ -219,7 +219,15 @@ class Replay:
         if not isinstance(program, Program):
             program = decode_program(self.model, program)
         with _unwrap_stop():
-            return execute_program(self.model, program, self._state)
+            record = execute_program(self.model, program, self._state)
+        lost = _unanswered([e for step in record.steps for e in step.exchanges])
+        if lost is not None:
+            # Not one operation was answered: "linearizable" would be a pass of nothing.
+            raise TargetError(
+                f"{redact_text(self.url_in_use)}: no request of the program was answered "
+                f"({lost}); nothing could be checked"
+            )
+        return record
 
     def program(self, program: Program | dict[str, Any], *, repeat: int = 1) -> None:
         """Run a parallel program up to ``repeat`` times (scheduling differs from run to
@@ -325,6 +333,15 @@ class Replay:
             result = spec.function(self.machine, **(arguments or {}))
         ran = len(self.record.steps) > before
         if isinstance(getattr(self.model, rule, None), Command) and not ran:
+            lost = _lost_answer(self.record)
+            if lost is not None:
+                # What the command needs (an id) came from an answer the service never
+                # completed: the service, not the trace, is why the replay cannot go on.
+                raise TargetError(
+                    f"{redact_text(self.url_in_use)}: {self.model.__name__}.{rule} cannot run: "
+                    f"an earlier answer of the service was lost ({lost}); nothing could be "
+                    "checked"
+                )
             raise InvalidTrace(
                 f"{self.model.__name__}.{rule} cannot run here: its precondition fails in the "
                 "model's state, or what it draws from the state is not there"
@@ -343,6 +360,23 @@ class Replay:
 
         run_rule.__name__ = name
         return run_rule
+
+
+def _lost_answer(record: ExampleRecord) -> str | None:
+    """The last transport error of the service (not a fault the tool injected) in
+    ``record``, if any."""
+    exchanges = [*record.setup, *(e for step in record.steps for e in step.exchanges)]
+    lost = [e.error for e in exchanges if e.error and e.fault is None]
+    return lost[-1] if lost else None
+
+
+def _unanswered(exchanges: Sequence[Exchange]) -> str | None:
+    """The last transport error of the service when it answered none of ``exchanges``
+    (None if it answered one, or every failure was an injected fault)."""
+    if any(e.status is not None for e in exchanges):
+        return None
+    lost = [e.error for e in exchanges if e.error and e.fault is None]
+    return lost[-1] if lost else None
 
 
 @contextmanager
@@ -430,13 +464,6 @@ def replay_trace(
             "result": decode_value(model, step.get("result"), f"{where}'s result", version=version),
         }
         replay.check_step(step["rule"], step["arguments"], where=where)
-        for exchange in step.get("exchanges", []):
-            fault = exchange.get("fault")
-            if fault is not None and Fault.from_json(fault) is None:
-                raise InvalidTrace(
-                    f"{where} injects fault {fault!r:.60}, which is none of "
-                    f"{', '.join(FAULT_KINDS)}"
-                )
         if step.get("multiple") and not isinstance(step["result"], list | tuple | None):
             raise InvalidTrace(f"{where}'s result is not a list of values")
         steps.append(step)
@@ -472,6 +499,13 @@ def replay_trace(
                     recorded_bundles[target].extend(recorded_values)
                     replayed_bundles[target].extend(values)
             record = run.record
+            exchanges = [*record.setup, *(e for step in record.steps for e in step.exchanges)]
+            lost = _unanswered(exchanges)
+            if lost is not None:
+                raise TargetError(
+                    f"{redact_text(run.url_in_use)}: no request of the replay was answered "
+                    f"({lost}); nothing could be checked"
+                )
     except PropworkloadError:
         raise
     except Exception as exc:

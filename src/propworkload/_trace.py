@@ -22,6 +22,7 @@ import hypothesis
 
 from ._describe import timeline_html
 from ._errors import InvalidTrace
+from ._faults import FAULT_KINDS, Fault
 from ._model import Model
 from ._record import ExampleRecord, Exchange, Step, jsonable, redact_url
 from ._redact import write_text_atomic
@@ -321,6 +322,12 @@ def _check_exchanges(path: Path, exchanges: Any, where: str) -> None:
         if wrong is not None:
             raise InvalidTrace(
                 f"{path}: {where}: exchange {number}'s {wrong[0]!r} is not a {wrong[1]}"
+            )
+        fault = exchange.get("fault")
+        if fault is not None and Fault.from_json(fault) is None:
+            raise InvalidTrace(
+                f"{path}: {where}: exchange {number} has fault {fault!r:.60}, which is none "
+                f"of {', '.join(FAULT_KINDS)}"
             )
 
 
