@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "propworkload"
 LAYERS: list[set[str]] = [
     {"_redact"},  # what never leaves the process: below everything that writes a string
     {"_errors", "_version", "_values", "_linearizability", "_possible", "_text"},
-    {"_database", "_faults", "_scaffold", "_signals", "samples"},
+    {"_database", "_faults", "_limits", "_scaffold", "_signals", "samples"},
     {"_program"},
     {"_record"},
     {"_coverage", "_timeline"},
