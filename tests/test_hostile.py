@@ -11,11 +11,13 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +27,7 @@ from propworkload import PropworkloadError
 from propworkload._cli import cli_main
 from propworkload._commands import replay
 from propworkload._errors import InvalidTrace
+from propworkload._limits import LimitedTransport, ResponseTooLarge, ResponseTooSlow
 from propworkload._trace import load_trace
 
 # -- a service that answers in one hostile way ---------------------------------------------
@@ -291,6 +294,32 @@ def test_hostile_services_never_see_the_password_printed(
     written = [path.read_text() for path in (tmp_path / "artifacts").rglob("*.json")]
     leaked = [name for name, r in results.items() if PASSWORD in r.out + r.err]
     assert not leaked and not any(PASSWORD in text for text in written), leaked
+
+
+def test_an_answer_is_read_within_its_limits() -> None:
+    """A body over the limit (announced or not) and one still arriving when the read
+    timeout has passed are transport errors; a body within both is read whole."""
+
+    def trickle() -> Iterator[bytes]:
+        for _ in range(100):
+            time.sleep(0.02)
+            yield b" "
+
+    bodies: dict[str, Callable[[], httpx.Response]] = {
+        "/fits": lambda: httpx.Response(200, content=b"x" * 100),
+        "/announced": lambda: httpx.Response(200, content=b"x" * 101),
+        "/streamed": lambda: httpx.Response(200, content=iter([b"x" * 60, b"x" * 60])),
+        "/trickles": lambda: httpx.Response(200, content=trickle()),
+    }
+    inner = httpx.MockTransport(lambda request: bodies[request.url.path]())
+    transport = LimitedTransport(inner, max_body=100)
+    with httpx.Client(transport=transport, base_url="http://test", timeout=0.2) as client:
+        assert client.get("/fits").content == b"x" * 100
+        for path in ("/announced", "/streamed"):
+            with pytest.raises(ResponseTooLarge, match="over 100 bytes"):
+                client.get(path)
+        with pytest.raises(ResponseTooSlow, match=r"still arriving after 0\.2 s"):
+            client.get("/trickles")
 
 
 # -- damaged traces -------------------------------------------------------------------------
