@@ -183,6 +183,43 @@ def payments() -> Callable[..., AbstractContextManager[str]]:
     return start
 
 
+#: The head of a failure's example: ``  minimal sequence (3 steps, shrunk from 9):``,
+#: ``  minimal parallel program (2 operations, shrunk from 5; failed 4/4 runs):``, with
+#: ``; shrinking stopped at the time budget`` when the budget cut shrinking short.
+_EXAMPLE_HEAD = re.compile(
+    r"^  (?:minimal|failing) (?:sequence|parallel program) \((?P<size>\d+) "
+    r"(?:steps?|operations?)(?P<rest>[^)]*)\):$",
+    re.MULTILINE,
+)
+
+
+@attrs.frozen
+class Shrunk:
+    """How long the (first) failure's printed example is, and whether the time budget
+    stopped its shrinking (on a busy machine: it is then not known to be minimal)."""
+
+    size: int
+    stopped: bool
+
+
+def shrunk(output: str) -> Shrunk:
+    """The first failure's example size in a run's ``output``."""
+    found = _EXAMPLE_HEAD.search(output)
+    assert found is not None, output
+    return Shrunk(int(found["size"]), "shrinking stopped at the time budget" in found["rest"])
+
+
+def assert_shrunk(output: str, most: int, *, least: int = 1) -> Shrunk:
+    """The failure's example has ``least`` to ``most`` steps (operations), unless the time
+    budget stopped its shrinking: a busy machine must not fail a test of shrinking, so
+    then only that it was found (and is not shorter than ``least``) holds."""
+    example = shrunk(output)
+    assert example.size >= least, output
+    if not example.stopped:
+        assert example.size <= most, output
+    return example
+
+
 _IDS = re.compile(r"\b(ch|re|cus)_[0-9a-f]+\b")
 
 

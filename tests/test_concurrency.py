@@ -17,6 +17,7 @@ from conftest import (
     PAYMENTS_MODEL,
     RULES_MODEL,
     Completed,
+    assert_shrunk,
     in_process,
     payments_workload,
     run_command,
@@ -379,7 +380,7 @@ def test_an_operation_that_raises_is_an_unexpected_error_not_a_crash(tmp_path: P
     (fail,) = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
     assert fail.startswith("INVARIANT FAIL unexpected_error")
     assert "AssertionError: the service answered 500" in fail
-    assert _size(result) == 1
+    assert_shrunk(result.out, 1)
 
 
 def test_a_time_budget_bounds_many_clients() -> None:
@@ -418,8 +419,7 @@ def test_race_bug_is_found_replayed_and_emitted(
     assert fail.startswith("INVARIANT FAIL linearizable expected=linearizable actual=")
     assert "fits no order of t" in fail  # (a long result cuts the line short)
     # Shrunk to the known minimum (threads' timing could, rarely, leave one more).
-    size = _size(found)
-    assert bug.minimal_steps <= size <= bug.minimal_steps + 1, found.out
+    assert_shrunk(found.out, bug.minimal_steps + 1, least=bug.minimal_steps)
     assert any(line.startswith("    at once: client") for line in found.lines)
     page = _path(found, "timeline").read_text()
     assert "not linearizable" in page and 'class="op first"' in page
