@@ -17,6 +17,7 @@ from conftest import (
     PAYMENTS_MODEL,
     Completed,
     FlakyProxy,
+    assert_shrunk,
     in_process,
     payments_workload,
     run_command,
@@ -232,13 +233,14 @@ def test_fault_only_bug_is_found_with_faults_and_not_without(
     assert found.code == 1, found.out + found.err
     (fail,) = [line for line in found.lines if line.startswith("INVARIANT FAIL")]
     assert fail.startswith(f"INVARIANT FAIL {bug.invariant} expected=")
-    assert f"minimal sequence ({bug.minimal_steps} steps" in found.out
-    trace = _trace(found)
-    assert _faults_in(trace) == [bug.faults[0]]
-    steps = [line for line in found.lines if line.startswith("    ") and " -> " in line]
-    assert bug.faults[0] in steps[-1]
+    assert "minimal sequence (" in found.out, found.out
     assert replayed.code == 1, replayed.out + replayed.err
     assert f"REPLAY reproduced: {bug.invariant} failed again" in replayed.out
+    if assert_shrunk(found.out, bug.minimal_steps, least=bug.minimal_steps).stopped:
+        return  # a busy machine cut shrinking short: the faults it needs are not known
+    assert _faults_in(_trace(found)) == [bug.faults[0]]
+    steps = [line for line in found.lines if line.startswith("    ") and " -> " in line]
+    assert bug.faults[0] in steps[-1]
 
 
 @pytest.mark.slow
@@ -252,6 +254,8 @@ def test_shrinking_keeps_only_the_fault_the_failure_needs(
             url, tmp_path, "--seed", "2", "--faults", "all", "--fault-rate", "0.5"
         )
     assert found.code == 1, found.out + found.err
+    if assert_shrunk(found.out, 2, least=2).stopped:
+        return  # a busy machine: shrinking was cut short
     trace = _trace(found)
     assert len(trace["steps"]) == 2
     (fault,) = _faults_in(trace)
@@ -310,21 +314,19 @@ def test_correct_service_under_every_fault_has_no_false_alarm(
 def test_every_request_unanswered_is_still_no_false_alarm(
     payments: Service, tmp_path: Path
 ) -> None:
-    """No request ever arrives: every outcome is unknown, nothing may be concluded."""
+    """No request ever arrives: every outcome is unknown, nothing may be concluded. Most
+    examples are dropped (their outcome unknown), so the run goes on to its budget, and
+    whether the share dropped reaches the limit (exit 3, almost nothing checked) depends
+    on how many examples that budget holds: either is right, a failure never is."""
     with payments() as url:
         result = payments_workload(
             url,
             tmp_path,
-            "--seed",
-            "1",
-            "--examples",
-            "10",
-            "--faults",
-            "timeout-before-send",
-            "--fault-rate",
-            "1",
+            *("--seed", "1", "--examples", "10", "--time-budget", "20"),
+            *("--faults", "timeout-before-send", "--fault-rate", "1"),
         )
-    assert result.code == 0, result.out + result.err
+    assert result.code in (0, 3), result.out + result.err
+    assert not any(line.startswith("INVARIANT FAIL") for line in result.lines), result.out
 
 
 @pytest.mark.slow
@@ -367,12 +369,14 @@ def test_a_service_that_can_never_be_observed_is_not_a_pass(
     payments: Service, flaky_proxy: Callable[..., FlakyProxy], tmp_path: Path
 ) -> None:
     """Every answer after the first is cut: nothing can be checked, so the run says so
-    (exit 3) instead of passing."""
+    (exit 3) instead of passing, however far its budget (spent: examples are dropped)
+    let it go."""
     with payments() as url:
         proxy = flaky_proxy(url, every=1, spare=1)
-        result = payments_workload(proxy.url, tmp_path, "--seed", "1", "--examples", "10")
+        args = ("--seed", "1", "--examples", "10", "--time-budget", "20")
+        result = payments_workload(proxy.url, tmp_path, *args)
     assert result.code == 3, result.out + result.err
-    (line,) = result.err.strip().splitlines()
+    (line,) = [line for line in result.err.splitlines() if "error:" in line]
     # Which of the three reasons comes first depends on timing: on a loaded machine the
     # run may pass 10 s without an answer and stop as unreachable.
     assert any(
