@@ -294,10 +294,7 @@ def format_replay(outcome: ReplayOutcome, *, differences: bool = True) -> list[s
         assert outcome.failure is not None
         lines.append(f"REPLAY reproduced: {expected} failed again at step {outcome.failure.step}")
     elif outcome.failure is not None:
-        lines.append(
-            f"REPLAY failed differently: {got}, "
-            f"where the recording failed {expected}"
-        )
+        lines.append(f"REPLAY failed differently: {got}, where the recording failed {expected}")
     else:
         lines.append(f"REPLAY did not reproduce: {expected} held through all {n} steps")
     if differences and outcome.differences and not outcome.reproduced:
