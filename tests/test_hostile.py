@@ -270,11 +270,6 @@ def test_run_and_replay_against_hostile_services(traces: dict[str, Path], tmp_pa
             assert "REPLAY " in result.out and "error:" not in result.err, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16, secrets: the URL's password is printed by run's 'nothing was "
-    "checked' error and replay's REPLAY line (redaction is another change of issue 16)",
-)
 def test_hostile_services_never_see_the_password_printed(
     traces: dict[str, Path], tmp_path: Path
 ) -> None:
