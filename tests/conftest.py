@@ -230,13 +230,13 @@ def mask_ids(text: str) -> str:
 
 @pytest.fixture
 def free_url() -> Iterator[str]:
-    """A loopback URL nothing listens on."""
+    """A loopback URL nothing listens on, for the whole test: its port stays bound (never
+    listening, so connections are refused), or another test's service could take it."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def spawn_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
