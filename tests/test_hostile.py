@@ -228,6 +228,32 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
+HASTY = """
+import sys
+
+sys.path.insert(0, {models!r})
+from payments import Payments as _Payments
+
+
+class Payments(_Payments):
+    \"\"\"models/payments.py giving up on an answer after 1 s instead of 10, and on a
+    command after one attempt instead of three.\"\"\"
+
+    http_timeout = 1.0
+    retry_attempts = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def hasty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The payments model with a 1 s ``http_timeout`` and one attempt per command, for
+    the service that answers a byte at a time: every answer of it costs a timeout, 10 s
+    (and three attempts) with the model's own."""
+    path = tmp_path_factory.mktemp("hasty") / "payments.py"
+    path.write_text(HASTY.format(models=str(PAYMENTS_MODEL.parent)))
+    return path
+
+
 def _cli(*args: str, tmp_path: Path) -> Completed:
     # The hang guard: every command here must end on its own well before it.
     env = {"PROPWORKLOAD_ARTIFACTS": str(tmp_path / "artifacts")}
@@ -235,36 +261,39 @@ def _cli(*args: str, tmp_path: Path) -> Completed:
 
 
 @pytest.mark.slow
-def test_run_and_replay_against_hostile_services(traces: dict[str, Path], tmp_path: Path) -> None:
-    """``run`` and ``replay`` against every kind of hostile service end on their own, with
+def test_every_command_against_hostile_services(
+    traces: dict[str, Path], hasty: Path, tmp_path: Path
+) -> None:
+    """``run``, ``explore`` and ``replay`` against every kind of hostile service end on
+    their own, with
     the documented status: 3 when no answer could be read (a body too large or without
     end, one that trickles, half a body, not HTTP at all), 1 with a failure line naming
     what came when the answers were wrong (HTML, a 500, JSON of another shape); never a
     traceback, at most one error line. Replays of a failure and of a race (a parallel
-    program) say the same. The trickling service gets ``run`` only: each of its answers
-    takes the model's http_timeout (10 s) to give up on, and a replay checks after every
-    step, which makes that minutes."""
+    program) say the same. The service that trickles is given up on after the model's
+    http_timeout for every answer: it gets the model with a 1 s timeout."""
     with hostile_servers(list(MODES)) as servers:
         jobs: dict[str, Callable[[], Completed]] = {}
         for mode, server in servers.items():
-            run = ("run", str(PAYMENTS_MODEL), "--url", server.url, "--seed", "1", *SMALL)
+            model, size = str(PAYMENTS_MODEL), ("--examples", "3", "--steps", "5")
+            if mode in ("slow", "endless"):  # each answer costs a timeout, or 16 MiB read
+                size = ("--examples", "1", "--steps", "2")
             if mode == "slow":
-                # Its time is timeouts, not work: the first example takes 30 s whatever
-                # the budget (a stop is checked between steps), and any budget ends it so.
-                run = (*run, "--time-budget", "10")
+                model = str(hasty)
+            run = ("run", model, "--url", server.url, "--seed", "1", *SMALL, *size)
             jobs[f"run {mode}"] = lambda run=run: _cli(*run, tmp_path=tmp_path)
+            explore = ("explore", model, "--url", server.url, "--seed", "1", *size)
+            jobs[f"explore {mode}"] = lambda explore=explore: _cli(*explore, tmp_path=tmp_path)
             for kind, trace in traces.items():
-                if mode == "slow":
-                    continue
-                args = ("replay", str(trace), "--url", server.url)
+                args = ("replay", str(trace), "--url", server.url, "--model", model)
                 jobs[f"replay {kind} {mode}"] = lambda args=args: _cli(*args, tmp_path=tmp_path)
         results = _in_parallel(jobs)
     for name, result in results.items():
         command, mode = name.split()[0], name.split()[-1]
         _contract(result, MODES[mode], name)
-        if MODES[mode] == 1 and command == "run":
-            (fail,) = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
-            assert FAILURE[mode] in fail, f"{name}: {fail}"
+        if MODES[mode] == 1 and command in ("run", "explore"):
+            fails = [line for line in result.lines if line.startswith("INVARIANT FAIL")]
+            assert any(FAILURE[mode] in fail for fail in fails), f"{name}: {fails}"
             assert any(line.startswith("  trace: ") for line in result.lines), name
         if MODES[mode] == 1 and command == "replay":
             assert "REPLAY " in result.out and "error:" not in result.err, name
@@ -397,7 +426,8 @@ def test_damaged_traces_are_refused_in_one_line_or_replayed(
     with in_process("payments", bug) as service:
 
         @settings(
-            max_examples=120,
+            # A parallel program runs three clients, several times: fewer of them.
+            max_examples=120 if kind == "sequential" else 60,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -457,10 +487,14 @@ def test_damaged_traces_from_the_command_line(traces: dict[str, Path], tmp_path:
 # -- random options ---------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
+@contextlib.contextmanager
+def _closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections and that no one else takes while the
+    block runs: bound, never listening (a port merely freed could be another test's
+    service a moment later, and the run would really run)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 # Half usable values, half hostile ones: a run gets past option checks often enough.
@@ -567,37 +601,37 @@ def test_random_options_get_a_documented_status_and_no_traceback(
 ) -> None:
     """Random commands, options and values (in this process, through the real entry
     point): a status of 0 to 3, never a traceback; a tool error is one line."""
-    port = _closed_port()
-    files = {
-        "missing": str(tmp_path / "missing.py"),
-        "dir": str(tmp_path),
-        "not_python": str(tmp_path / "notes.txt"),
-        "report": str(tmp_path / "out" / "report.json"),
-        "trace": str(traces["sequential"]),
-    }
-    Path(files["not_python"]).write_text("hello\x00\n")
-    monkeypatch.chdir(tmp_path)  # where `new` writes
+    with _closed_port() as port:
+        files = {
+            "missing": str(tmp_path / "missing.py"),
+            "dir": str(tmp_path),
+            "not_python": str(tmp_path / "notes.txt"),
+            "report": str(tmp_path / "out" / "report.json"),
+            "trace": str(traces["sequential"]),
+        }
+        Path(files["not_python"]).write_text("hello\x00\n")
+        monkeypatch.chdir(tmp_path)  # where `new` writes
 
-    @settings(
-        max_examples=250,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(argv=_argv(port, files))
-    def check(argv: list[str]) -> None:
-        out, err = io.StringIO(), io.StringIO()
-        with (
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-            pytest.raises(SystemExit) as ended,
-        ):
-            cli_main(argv)
-        code = ended.value.code
-        shown = f"propworkload {' '.join(argv)}\n{out.getvalue()}{err.getvalue()}"
-        assert code in (0, 1, 2, 3), shown
-        assert "Traceback" not in out.getvalue() + err.getvalue(), shown
-        errors = [line for line in err.getvalue().splitlines() if line.startswith("propworkload:")]
-        assert len(errors) <= 1, shown
+        @settings(
+            max_examples=250,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(argv=_argv(port, files))
+        def check(argv: list[str]) -> None:
+            out, err = io.StringIO(), io.StringIO()
+            with (
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(err),
+                pytest.raises(SystemExit) as ended,
+            ):
+                cli_main(argv)
+            code = ended.value.code
+            shown = f"propworkload {' '.join(argv)}\n{out.getvalue()}{err.getvalue()}"
+            assert code in (0, 1, 2, 3), shown
+            assert "Traceback" not in out.getvalue() + err.getvalue(), shown
+            errors = [x for x in err.getvalue().splitlines() if x.startswith("propworkload:")]
+            assert len(errors) <= 1, shown
 
-    check()
+        check()
