@@ -402,7 +402,7 @@ def test_race_bug_is_found_replayed_and_emitted(
     pytest regression that fails against the racy service."""
     with payments(bug.name) as url:
         found = payments_workload(url, tmp_path, "--seed", "1", *bug.run_options())
-        plain = payments_workload(url, tmp_path, "--seed", "1", "--examples", "60")
+        plain = payments_workload(url, tmp_path, "--seed", "1", "--examples", "30")
         assert found.code == 1, found.out + found.err
         trace = _path(found, "trace")
         replayed = run_command(["-m", "propworkload", "replay", str(trace), "--url", url])
