@@ -492,7 +492,15 @@ def run_model(
             probe(config.url, transport=config.transport)
             state.answered()
             with using_run(state), with_reporter(lambda _message: None):
-                test()
+                try:
+                    test()
+                except Exception:
+                    # A signal's StopRun that landed inside Hypothesis may come out as
+                    # another error (a Flaky, an invalid example): still the stop.
+                    reason = stop_requested()
+                    if reason is not None and state.first_failure is None:
+                        raise StopRun(reason) from None
+                    raise
     except StopRun as stop:
         if stop.error is not None and state.first_failure is None:
             raise stop.error from None
