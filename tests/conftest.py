@@ -45,6 +45,17 @@ class Completed:
         return self.out.splitlines()
 
 
+def one_line_error(result: Completed, code: int = 2) -> str:
+    """The one `propworkload: error:` line a refused command prints (status ``code``, no
+    traceback)."""
+    assert result.code == code, (result.out, result.err)
+    assert "Traceback" not in result.out + result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("propworkload: error: ")
+    return lines[0]
+
+
 def run_command(
     args: list[str],
     *,

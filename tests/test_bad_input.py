@@ -9,27 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, Completed, in_process
+from conftest import PAYMENTS_MODEL, Completed, in_process, one_line_error
 from propworkload import InvalidOption
 from propworkload._scaffold import scaffold
 
 CLI = Callable[..., Completed]
 
 
-def _one_line_error(result: Completed, code: int = 2) -> str:
-    assert result.code == code, (result.out, result.err)
-    assert "Traceback" not in result.out + result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("propworkload: error: ")
-    return lines[0]
-
-
 def test_an_empty_url_is_refused(propworkload: CLI) -> None:
     """`--url ''` is a mistake (a variable that expanded to nothing), not a request for
     the embedded sample service: exit 2 before any example runs."""
     result = propworkload("run", str(PAYMENTS_MODEL), "--url", "", "--examples", "1")
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert "--url is empty" in line
     assert "SEED" not in result.out
 
@@ -37,7 +28,7 @@ def test_an_empty_url_is_refused(propworkload: CLI) -> None:
 def test_an_empty_app_url_is_refused(propworkload: CLI) -> None:
     """`APP_URL=` (set, but empty) is refused the same way."""
     result = propworkload("run", str(PAYMENTS_MODEL), "--examples", "1", env={"APP_URL": ""})
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert "APP_URL is empty" in line
 
 
@@ -61,7 +52,7 @@ def test_new_refuses_a_name_that_shadows_a_module(name: str, why: str, tmp_path:
 
 def test_new_hypothesis_exits_2(propworkload: CLI, tmp_path: Path) -> None:
     """On the command line: one line saying why, exit 2."""
-    line = _one_line_error(propworkload("new", "hypothesis", cwd=tmp_path))
+    line = one_line_error(propworkload("new", "hypothesis", cwd=tmp_path))
     assert "models/hypothesis.py would be imported instead of it" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -73,7 +64,7 @@ def test_an_unwritable_report_path_is_refused_before_the_run(
     """A report that could not be written is known before the run: exit 2, one line, and
     no time spent exploring."""
     result = propworkload("explore", str(PAYMENTS_MODEL), option, "/proc/nope/r", "--examples", "1")
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert f"{option} /proc/nope/r: cannot write" in line
     assert "SEED" not in result.out
 
@@ -147,7 +138,7 @@ def test_an_unwritable_emit_pytest_path_is_one_line(propworkload: CLI, tmp_path:
         run = service.run(model, seed=1, examples=5)
     assert run.code == 1, run.out + run.err
     result = propworkload("replay", str(_trace_of(run)), "--emit-pytest", "/proc/nope/t.py")
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert "--emit-pytest /proc/nope/t.py: cannot write" in line
 
 
@@ -157,7 +148,7 @@ def test_a_database_folder_that_cannot_be_made_is_refused(propworkload: CLI) -> 
     result = propworkload(
         "run", str(PAYMENTS_MODEL), "--database", "/proc/nope/db", "--examples", "1"
     )
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert "--database /proc/nope/db: cannot use the folder" in line
     assert "SEED" not in result.out
 
@@ -167,6 +158,6 @@ def test_an_unreachable_redis_database_is_refused(propworkload: CLI, free_url: s
     of a failure blamed on the model."""
     database = free_url.replace("http://", "redis://") + "/0"
     result = propworkload("run", str(PAYMENTS_MODEL), "--database", database, "--examples", "1")
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert f"--database {database}: cannot reach Redis" in line
     assert "outside any rule" not in line

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, Completed
-
-
-def _one_line_error(result: Completed, code: int) -> str:
-    assert result.code == code, (result.out, result.err)
-    assert "Traceback" not in result.out + result.err
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("propworkload: error: ")
-    return lines[0]
+from conftest import PAYMENTS_MODEL, Completed, one_line_error
 
 
 def test_missing_model_path(propworkload: Callable[..., Completed], tmp_path: Path) -> None:
     """A model path that does not exist: exit 2, one line naming it."""
-    line = _one_line_error(propworkload("run", str(tmp_path / "nope.py")), 2)
+    line = one_line_error(propworkload("run", str(tmp_path / "nope.py")), 2)
     assert "nope.py: no such model file" in line
 
 
@@ -30,7 +21,7 @@ def test_file_with_no_model(propworkload: Callable[..., Completed], tmp_path: Pa
     """A Python file without a model: exit 2, one line."""
     path = tmp_path / "empty.py"
     path.write_text("class Ledger:\n    pass\n")
-    line = _one_line_error(propworkload("run", str(path)), 2)
+    line = one_line_error(propworkload("run", str(path)), 2)
     assert "found none (classes: Ledger)" in line
 
 
@@ -38,7 +29,7 @@ def test_model_with_syntax_error(propworkload: Callable[..., Completed], tmp_pat
     """A model that does not parse: exit 2, one line with file and line."""
     path = tmp_path / "broken.py"
     path.write_text("from propworkload import Model\n\nclass Broken(Model)\n    pass\n")
-    line = _one_line_error(propworkload("run", str(path)), 2)
+    line = one_line_error(propworkload("run", str(path)), 2)
     assert f"{path}:3: syntax error" in line
 
 
@@ -55,14 +46,14 @@ def test_model_with_syntax_error(propworkload: Callable[..., Completed], tmp_pat
 )
 def test_bad_options(propworkload: Callable[..., Completed], args: list[str], needle: str) -> None:
     """Bad options: exit 2 and one line that names the option."""
-    line = _one_line_error(propworkload("run", str(PAYMENTS_MODEL), *args), 2)
+    line = one_line_error(propworkload("run", str(PAYMENTS_MODEL), *args), 2)
     assert needle in line
 
 
 def test_unreachable_target(propworkload: Callable[..., Completed], free_url: str) -> None:
     """APP_URL where nothing listens: exit 3, one line saying how to fix it."""
     result = propworkload("run", str(PAYMENTS_MODEL), env={"APP_URL": free_url})
-    line = _one_line_error(result, 3)
+    line = one_line_error(result, 3)
     assert f"cannot reach {free_url}" in line
     assert "APP_URL" in line
 
@@ -76,7 +67,7 @@ def test_model_without_sample_needs_a_url(
         "from propworkload import Model, rule\nclass M(Model):\n    @rule()\n"
         "    def s(self):\n        pass\n"
     )
-    line = _one_line_error(propworkload("run", str(path)), 2)
+    line = one_line_error(propworkload("run", str(path)), 2)
     assert "no target for M: set APP_URL or pass --url" in line
 
 
@@ -95,7 +86,7 @@ def test_failing_reset_hook_is_a_setup_failure(
         "        pass\n"
     )
     with payments() as url:  # type: ignore[attr-defined]
-        line = _one_line_error(propworkload("run", str(path), "--url", url), 3)
+        line = one_line_error(propworkload("run", str(path), "--url", url), 3)
     assert "M.reset() failed: HTTPStatusError" in line
 
 
@@ -111,9 +102,9 @@ def test_demo_lists_bugs(propworkload: Callable[..., Completed]) -> None:
 
 def test_demo_unknown_bug_and_sample(propworkload: Callable[..., Completed]) -> None:
     """Unknown names get one line listing what exists."""
-    line = _one_line_error(propworkload("demo", "payments", "--bug", "nope"), 2)
+    line = one_line_error(propworkload("demo", "payments", "--bug", "nope"), 2)
     assert "unknown bug 'nope' for payments; known: " in line
-    line = _one_line_error(propworkload("demo", "ledger"), 2)
+    line = one_line_error(propworkload("demo", "ledger"), 2)
     assert "no sample service 'ledger'; samples: payments" in line
 
 
@@ -123,7 +114,7 @@ def test_demo_port_in_use(propworkload: Callable[..., Completed]) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         port = sock.getsockname()[1]
-        line = _one_line_error(propworkload("demo", "payments", "--port", str(port)), 2)
+        line = one_line_error(propworkload("demo", "payments", "--port", str(port)), 2)
     assert f"cannot listen on 127.0.0.1:{port}" in line
 
 
@@ -142,7 +133,7 @@ def test_budget_too_small_for_one_example(
     """A budget that ends before the first example is a usage error, not a pass."""
     with payments() as url:  # type: ignore[attr-defined]
         result = propworkload("run", str(PAYMENTS_MODEL), "--url", url, "--time-budget", "1e-6")
-    line = _one_line_error(result, 2)
+    line = one_line_error(result, 2)
     assert "ended before one example ran; raise --time-budget" in line
 
 
@@ -152,5 +143,5 @@ def test_model_file_that_exits_while_loading(
     """sys.exit() at import time is reported as a model error with the fix."""
     path = tmp_path / "m.py"
     path.write_text("import sys\nsys.exit('bye')\n")
-    line = _one_line_error(propworkload("run", str(path)), 2)
+    line = one_line_error(propworkload("run", str(path)), 2)
     assert "exited while loading" in line
