@@ -18,15 +18,29 @@ operation with a known outcome is linearized.
 
 P-compositionality: when the model partitions operations (by key, by customer), each
 partition is checked alone, which is exponentially cheaper for independent keys.
+
+Two cores run that search. The compiled one (``_lincheck.c``, built when the package is
+installed on a machine with a C compiler) keeps the linearized set in machine words with a
+Zobrist hash, the memo in an open-addressing table of (set, state id), and asks the model
+once per distinct (operation, state) pair: model states are interned to ids here, so the
+model's states need ``==`` and, to be fast, a hash. The pure-Python one below is the
+fallback and the oracle the compiled one is tested against; ``PROPWORKLOAD_PURE_CHECKER=1``
+forces it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
+
+try:
+    from . import _lincheck  # type: ignore[attr-defined]
+except ImportError:  # built without a compiler: the pure core is all there is
+    _lincheck = None
 
 __all__ = [
     "CheckResult",
@@ -34,7 +48,20 @@ __all__ = [
     "Operation",
     "SequentialSpec",
     "check_operations",
+    "checker_core",
 ]
+
+#: The environment variable that forces the pure-Python core.
+PURE_ENV = "PROPWORKLOAD_PURE_CHECKER"
+
+
+def checker_core() -> str:
+    """The core :func:`check_operations` uses by default: ``compiled``, or ``pure`` when
+    the compiled one was not built or ``PROPWORKLOAD_PURE_CHECKER`` is set (not ``0``)."""
+    if _lincheck is None or os.environ.get(PURE_ENV, "0") not in ("", "0"):
+        return "pure"
+    return "compiled"
+
 
 S = TypeVar("S")
 
@@ -66,7 +93,11 @@ class SequentialSpec(Protocol[S]):
 
     def step(self, state: S, operation: Operation) -> tuple[bool, S]:
         """Whether ``operation`` may happen in ``state`` with the output it observed (any
-        output, when its outcome is unknown), and the state after it."""
+        output, when its outcome is unknown), and the state after it.
+
+        It must depend only on the state and the operation's ``input``, ``output`` and
+        ``unknown`` (as Porcupine's models do), not on its client or times: the compiled
+        core asks once per distinct (input, output, state)."""
 
 
 @attrs.frozen
@@ -92,6 +123,8 @@ class CheckResult:
     blocked: list[int]
     seconds: float
     partitions: int
+    #: The core that checked it, ``compiled`` or ``pure``.
+    core: str = "pure"
 
     @property
     def ok(self) -> bool:
@@ -110,20 +143,30 @@ class _Entry:
         self.next: _Entry | None = None
 
 
+def _events(operations: Sequence[Operation]) -> list[tuple[int, bool]]:
+    """The (operation, is a call) events of ``operations`` in time order; an unknown
+    outcome's return comes last."""
+    events: list[tuple[float, int, int]] = []
+    for i, op in enumerate(operations):
+        # At equal times calls come first: the operations then count as concurrent.
+        events.append((op.call, 0, i))
+        events.append((float("inf") if op.ret is None else op.ret, 1, i))
+    events.sort()
+    return [(i, kind == 0) for _, kind, i in events]
+
+
 def _entries(operations: Sequence[Operation]) -> _Entry:
     """The events of ``operations`` as a linked list behind a sentinel head."""
-    events: list[tuple[float, int, int, _Entry]] = []
-    for i, op in enumerate(operations):
-        call = _Entry(i, op.call, True)
-        ret = _Entry(i, float("inf") if op.ret is None else op.ret, False)
-        call.match = ret
-        # At equal times calls come first: the operations then count as concurrent.
-        events.append((call.time, 0, i, call))
-        events.append((ret.time, 1, i, ret))
-    events.sort(key=lambda event: event[:3])
+    calls: dict[int, _Entry] = {}
     head = _Entry(-1, float("-inf"), False)
     previous = head
-    for *_, entry in events:
+    for i, call in _events(operations):
+        op = operations[i]
+        entry = _Entry(i, op.call if call else float("inf") if op.ret is None else op.ret, call)
+        if call:
+            calls[i] = entry
+        else:
+            calls[i].match = entry
         previous.next = entry
         entry.prev = previous
         previous = entry
@@ -179,9 +222,68 @@ class _Seen(Generic[S]):
             return True
 
 
-_Outcome = tuple[bool, list[LinearizationStep], list[int]]
-#: Search steps a partition takes before the next one gets its turn.
+#: A partition's verdict (None: the compiled core ran out of memory), its linearization or
+#: longest linearizable prefix, and the operations left out of that prefix.
+_Outcome = tuple[bool | None, list[LinearizationStep], list[int]]
+#: Search steps a partition takes before the next one gets its turn, by core.
 SLICE = 512
+COMPILED_SLICE = 20_000
+#: Memory the compiled core's tables of one partition may take before its verdict is
+#: ``unknown`` (the memo of a hard history grows by a set of all its operations a step).
+MEMORY_LIMIT = 2 << 30
+
+
+def _left_out(
+    operations: Sequence[Operation], indexes: Sequence[int], path: list[LinearizationStep]
+) -> list[int]:
+    """The operations with a known outcome that ``path`` leaves out, earliest return first."""
+    done = {step.index for step in path}
+    left = [i for i, op in enumerate(operations) if not op.unknown and indexes[i] not in done]
+    left.sort(key=lambda i: (operations[i].ret, operations[i].call))
+    return [indexes[i] for i in left]
+
+
+def _classes(operations: Sequence[Operation]) -> list[int]:
+    """A class per operation: operations with equal inputs and outputs (none, when unknown)
+    share one, and the model is asked once per class and state. Unhashable ones stay alone."""
+    first: dict[Hashable, int] = {}
+    classes = []
+    for i, op in enumerate(operations):
+        try:
+            output = None if op.unknown else op.output
+            key = (op.input, type(op.input), op.unknown, output, type(output))
+            classes.append(first.setdefault(key, i))
+        except TypeError:
+            classes.append(i)
+    return classes
+
+
+def _compiled_partition(
+    spec: SequentialSpec[Any],
+    operations: Sequence[Operation],
+    indexes: Sequence[int],
+) -> Generator[None, None, _Outcome]:
+    """The search over one partition in the compiled core; like :func:`_check_partition`."""
+    assert _lincheck is not None
+    events = [i * 2 + call for i, call in _events(operations)]
+    search = _lincheck.Search(
+        events,
+        list(operations),
+        [op.unknown for op in operations],
+        _classes(operations),
+        spec.step,
+        spec.init(),
+        MEMORY_LIMIT,
+    )
+    while (status := search.run(COMPILED_SLICE)) == 0:
+        yield
+    states = search.states()
+    path = [LinearizationStep(indexes[op], states[state]) for op, state in search.path()]
+    if status == 3:
+        return None, path, []
+    if status == 1:
+        return True, path, []
+    return False, path, _left_out(operations, indexes, path)
 
 
 def _check_partition(
@@ -226,10 +328,7 @@ def _check_partition(
         # A return event: its operation had to be linearized before this point.
         if not stack:
             path = _path(best, best_state, indexes)
-            done = {s.index for s in path}
-            left = [i for i, flag in enumerate(unknown) if not flag and indexes[i] not in done]
-            left.sort(key=lambda i: (operations[i].ret, operations[i].call))
-            return False, path, [indexes[i] for i in left]
+            return False, path, _left_out(operations, indexes, path)
         entry, state = stack.pop()
         linearized &= ~(1 << entry.id)
         known_left += not unknown[entry.id]
@@ -257,20 +356,28 @@ def check_operations(
     *,
     partition: Callable[[Operation], Hashable] | None = None,
     timeout: float | None = None,
+    core: str | None = None,
 ) -> CheckResult:
     """Whether ``history`` is linearizable with respect to ``spec``.
 
     ``partition(op)`` names the independent part an operation belongs to (its key): each
     part is then checked alone. ``timeout`` (seconds) bounds the search; when it runs
-    out the verdict is ``unknown``.
+    out the verdict is ``unknown``. ``core`` is ``compiled`` or ``pure`` (default:
+    :func:`checker_core`).
     """
+    core = core or checker_core()
+    if core == "compiled" and _lincheck is None:
+        raise ValueError("the compiled checker core was not built (no C compiler?)")
+    if core not in ("compiled", "pure"):
+        raise ValueError(f"unknown checker core {core!r}: compiled or pure")
+    searching = _compiled_partition if core == "compiled" else _check_partition
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     groups: dict[Hashable, list[int]] = {}
     for i, op in enumerate(history):
         groups.setdefault(partition(op) if partition else None, []).append(i)
     searches = {
-        n: _check_partition(spec, [history[i] for i in indexes], indexes)
+        n: searching(spec, [history[i] for i in indexes], indexes)
         for n, indexes in enumerate(groups.values())
     }
     paths: dict[int, list[LinearizationStep]] = {}
@@ -287,6 +394,9 @@ def check_operations(
                 ok, path, stuck = done.value
                 paths[n] = path
                 del searches[n]
+                if ok is None:
+                    verdict = "unknown"
+                    break
                 if not ok:
                     verdict, blocked = "illegal", stuck
                     break
@@ -296,4 +406,5 @@ def check_operations(
         blocked=blocked,
         seconds=time.monotonic() - started,
         partitions=len(groups),
+        core=core,
     )
