@@ -119,12 +119,16 @@ def test_demo_port_in_use(propworkload: Callable[..., Completed]) -> None:
 
 
 def test_version(propworkload: Callable[..., Completed]) -> None:
-    """--version prints the installed version."""
-    from propworkload import __version__
+    """--version prints the installed version and the checker core in use."""
+    from propworkload import __version__, _linearizability
 
     result = propworkload("--version")
     assert result.code == 0
     assert __version__ in result.out
+    built = _linearizability._lincheck is not None
+    assert f"(checker core: {'compiled' if built else 'pure'})" in result.out
+    forced = propworkload("--version", env={"PROPWORKLOAD_PURE_CHECKER": "1"})
+    assert "(checker core: pure)" in forced.out
 
 
 def test_budget_too_small_for_one_example(

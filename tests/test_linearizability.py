@@ -1,14 +1,30 @@
 """The linearizability checker: hand-made histories of a register, properties over
-generated ones, partitions, unknown outcomes and the timeout."""
+generated ones, partitions, unknown outcomes and the timeout; each with both cores (the
+compiled one and the pure-Python one), and the two cores agreeing on random histories."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from propworkload import _linearizability
 from propworkload._linearizability import Operation, check_operations
+
+COMPILED = pytest.param(
+    "compiled",
+    marks=pytest.mark.skipif(
+        _linearizability._lincheck is None, reason="the compiled core was not built"
+    ),
+)
+
+
+@pytest.fixture(params=[COMPILED, "pure"])
+def core(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs with each core."""
+    return str(request.param)
 
 
 class Register:
@@ -34,48 +50,48 @@ def verdict(history: list[Operation], **kwargs: Any) -> str:
     return check_operations(Register(), history, **kwargs).verdict
 
 
-def test_sequential_history_is_linearizable_and_a_stale_read_is_not() -> None:
+def test_sequential_history_is_linearizable_and_a_stale_read_is_not(core: str) -> None:
     ok = [op(0, "write", 0, 1, 5), op(1, "read", 2, 3, 5)]
     stale = [op(0, "write", 0, 1, 5), op(1, "read", 2, 3, 0)]
-    assert verdict(ok) == "ok"
-    assert verdict(stale) == "illegal"
+    assert verdict(ok, core=core) == "ok"
+    assert verdict(stale, core=core) == "illegal"
 
 
-def test_overlapping_operations_may_take_effect_in_either_order() -> None:
+def test_overlapping_operations_may_take_effect_in_either_order(core: str) -> None:
     # The read overlaps the write: it may see the old value or the new one.
     for seen in (0, 5):
-        assert verdict([op(0, "write", 0, 10, 5), op(1, "read", 1, 9, seen)]) == "ok"
-    assert verdict([op(0, "write", 0, 10, 5), op(1, "read", 1, 9, 7)]) == "illegal"
+        assert verdict([op(0, "write", 0, 10, 5), op(1, "read", 1, 9, seen)], core=core) == "ok"
+    assert verdict([op(0, "write", 0, 10, 5), op(1, "read", 1, 9, 7)], core=core) == "illegal"
 
 
-def test_reads_cannot_go_back_in_time() -> None:
+def test_reads_cannot_go_back_in_time(core: str) -> None:
     # Two sequential reads overlapping one write: 5 then 0 is impossible.
     history = [op(0, "write", 0, 10, 5), op(1, "read", 1, 2, 5), op(1, "read", 3, 4, 0)]
-    assert verdict(history) == "illegal"
-    result = check_operations(Register(), history)
+    assert verdict(history, core=core) == "illegal"
+    result = check_operations(Register(), history, core=core)
     assert result.blocked and result.blocked[0] == 2  # the read that cannot be placed
 
 
-def test_unknown_outcome_may_take_effect_later_or_never() -> None:
+def test_unknown_outcome_may_take_effect_later_or_never(core: str) -> None:
     lost_write = op(0, "write", 0, None, 5)  # timed out: no return
-    assert verdict([lost_write, op(1, "read", 1, 2, 0)]) == "ok"  # never (so far)
-    assert verdict([lost_write, op(1, "read", 1, 2, 5)]) == "ok"  # took effect
-    assert verdict([lost_write, op(1, "read", 1, 2, 5), op(1, "read", 3, 4, 5)]) == "ok"
+    assert verdict([lost_write, op(1, "read", 1, 2, 0)], core=core) == "ok"  # never (so far)
+    assert verdict([lost_write, op(1, "read", 1, 2, 5)], core=core) == "ok"  # took effect
+    assert verdict([lost_write, op(1, "read", 1, 2, 5), op(1, "read", 3, 4, 5)], core=core) == "ok"
     # But not before it was called.
     late = op(0, "write", 5, None, 5)
-    assert verdict([op(1, "read", 1, 2, 5), late]) == "illegal"
+    assert verdict([op(1, "read", 1, 2, 5), late], core=core) == "illegal"
 
 
-def test_partitions_are_checked_alone() -> None:
+def test_partitions_are_checked_alone(core: str) -> None:
     history = [
         Operation(0, ("write", 1), 0, 1, None),
         Operation(1, ("read", None), 2, 3, 1),
     ]
-    result = check_operations(Register(), history, partition=lambda o: o.client)
+    result = check_operations(Register(), history, partition=lambda o: o.client, core=core)
     # Split by client, the read has no write before it: it must see 0.
     assert result.partitions == 2
     assert result.verdict == "illegal"
-    assert check_operations(Register(), history).verdict == "ok"
+    assert check_operations(Register(), history, core=core).verdict == "ok"
 
 
 @st.composite
@@ -92,15 +108,19 @@ def sequential_runs(draw: st.DrawFn) -> list[Operation]:
     return history
 
 
+CORES = pytest.mark.parametrize("core", [COMPILED, "pure"])
+
+
+@CORES
 @settings(max_examples=200, deadline=None)
 @given(sequential_runs(), st.data())
 def test_true_histories_pass_and_a_changed_read_fails(
-    history: list[Operation], data: st.DataObject
+    core: str, history: list[Operation], data: st.DataObject
 ) -> None:
-    assert verdict(history) == "ok"
+    assert verdict(history, core=core) == "ok"
     # Stretch every operation so all overlap: still linearizable (the real order works).
     stretched = [Operation(o.client, o.input, o.call, 10_000.0, o.output) for o in history]
-    assert verdict(stretched) == "ok"
+    assert verdict(stretched, core=core) == "ok"
     reads = [i for i, o in enumerate(history) if o.input[0] == "read"]
     if reads:
         i = data.draw(st.sampled_from(reads))
@@ -110,7 +130,7 @@ def test_true_histories_pass_and_a_changed_read_fails(
             changed[i] = Operation(
                 history[i].client, ("read", None), history[i].call, history[i].ret, wrong
             )
-            assert verdict(changed) == "illegal"
+            assert verdict(changed, core=core) == "illegal"
 
 
 def _brute_force(history: list[Operation]) -> bool:
@@ -156,22 +176,128 @@ def overlapping_runs(draw: st.DrawFn) -> list[Operation]:
     return history
 
 
+@CORES
 @settings(max_examples=300, deadline=None)
 @given(overlapping_runs())
 def test_verdict_agrees_with_brute_force_on_overlapping_histories(
-    history: list[Operation],
+    core: str, history: list[Operation]
 ) -> None:
     """Overlapping operations, unknown outcomes, equal times: the search and an
     exhaustive oracle agree on every history."""
     expected = "ok" if _brute_force(history) else "illegal"
-    assert verdict(history) == expected
+    assert verdict(history, core=core) == expected
 
 
-def test_a_search_that_runs_out_of_time_says_unknown() -> None:
-    # Sixteen overlapping writes and reads of values nobody wrote: no order fits, and
-    # proving that takes far longer than the 50 ms allowed.
-    history = [op(i, "write", 0, 100, i) for i in range(16)]
-    history += [op(20 + i, "read", 1, 99, 100 + i) for i in range(2)]
-    result = check_operations(Register(), history, timeout=0.05)
+def hard_history(writes: int) -> list[Operation]:
+    """Overlapping writes of distinct values and reads of values nobody wrote: no order
+    fits, and proving it means trying every subset of the writes (2**writes)."""
+    history = [op(i, "write", 0, 100, i) for i in range(writes)]
+    return history + [op(100 + i, "read", 1, 99, 1000 + i) for i in range(2)]
+
+
+def test_a_search_that_runs_out_of_time_says_unknown(core: str) -> None:
+    # 2**26 sets of writes: far more than either core gets through in 50 ms.
+    result = check_operations(Register(), hard_history(26), timeout=0.05, core=core)
     assert result.verdict == "unknown"
     assert result.seconds < 5
+
+
+@pytest.mark.skipif(_linearizability._lincheck is None, reason="the compiled core was not built")
+def test_the_compiled_core_out_of_memory_says_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_linearizability, "MEMORY_LIMIT", 1 << 20)
+    result = check_operations(Register(), hard_history(26), core="compiled")
+    assert result.verdict == "unknown"
+    assert result.blocked == []
+
+
+class KeyValue:
+    """Porcupine's key-value store over a few keys: put, append and get (an unhashable
+    state, a dict, when ``hashable`` is false: the cores then compare states with ==)."""
+
+    def __init__(self, hashable: bool = True) -> None:
+        self.hashable = hashable
+
+    def init(self) -> Any:
+        return () if self.hashable else {}
+
+    def step(self, state: Any, op: Operation) -> tuple[bool, Any]:
+        f, key, value = op.input
+        current = dict(state)
+        if f == "get":
+            return op.unknown or op.output == current.get(key, ""), state
+        current[key] = value if f == "put" else current.get(key, "") + value
+        return True, tuple(sorted(current.items())) if self.hashable else current
+
+
+@st.composite
+def key_value_histories(draw: st.DrawFn) -> list[Operation]:
+    """Clients putting, appending and reading a few keys, with overlaps, equal times,
+    unknown outcomes and reads of values that may or may not have been there."""
+    history = []
+    for client in range(draw(st.integers(1, 7))):
+        call = draw(st.integers(0, 12))
+        ret = None if draw(st.integers(0, 5)) == 0 else call + draw(st.integers(0, 6))
+        f = draw(st.sampled_from(["put", "append", "get"]))
+        key = draw(st.sampled_from("xy"))
+        value = draw(st.sampled_from(["", "a", "b", "ab", "ba"]))
+        output = value if f == "get" else None
+        history.append(
+            Operation(client, (f, key, None if f == "get" else value), call, ret, output)
+        )
+    return history
+
+
+@settings(max_examples=400, deadline=None)
+@given(key_value_histories(), st.booleans(), st.booleans())
+@pytest.mark.skipif(_linearizability._lincheck is None, reason="the compiled core was not built")
+def test_the_cores_agree_on_random_histories(
+    history: list[Operation], partitioned: bool, hashable: bool
+) -> None:
+    """Same verdict, same first operation that fits no order, same linearization (or
+    longest prefix) with the same states: the two cores run the same search."""
+    spec = KeyValue(hashable)
+    partition = (lambda o: o.input[1]) if partitioned else None
+    compiled = check_operations(spec, history, partition=partition, core="compiled")
+    pure = check_operations(spec, history, partition=partition, core="pure")
+    assert compiled.verdict == pure.verdict
+    assert compiled.blocked == pure.blocked
+    assert compiled.linearization == pure.linearization
+    assert (compiled.core, pure.core) == ("compiled", "pure")
+
+
+def test_a_model_error_reaches_the_caller_from_either_core(core: str) -> None:
+    class Broken(Register):
+        def step(self, state: int, op: Operation) -> tuple[bool, int]:
+            if op.input == ("write", 3):
+                raise ZeroDivisionError("the model is broken")
+            return super().step(state, op)
+
+    history = [op(0, "write", 0, 10, 5), op(1, "write", 1, 9, 3)]
+    with pytest.raises(ZeroDivisionError, match="the model is broken"):
+        check_operations(Broken(), history, core=core)
+
+
+def test_the_compiled_core_says_what_a_bad_step_returned() -> None:
+    if _linearizability._lincheck is None:
+        pytest.skip("the compiled core was not built")
+
+    class NoPair(Register):
+        def step(self, state: int, op: Operation) -> Any:
+            return True
+
+    with pytest.raises(TypeError, match=r"returned True, not a \(possible, state after\) pair"):
+        check_operations(NoPair(), [op(0, "write", 0, 1, 5)], core="compiled")
+
+
+def test_the_core_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROPWORKLOAD_PURE_CHECKER", "1")
+    assert _linearizability.checker_core() == "pure"
+    assert check_operations(Register(), [op(0, "write", 0, 1, 5)]).core == "pure"
+    monkeypatch.setenv("PROPWORKLOAD_PURE_CHECKER", "0")
+    built = _linearizability._lincheck is not None
+    assert _linearizability.checker_core() == ("compiled" if built else "pure")
+    monkeypatch.setattr(_linearizability, "_lincheck", None)  # as if built without a compiler
+    assert _linearizability.checker_core() == "pure"
+    assert check_operations(Register(), [op(0, "write", 0, 1, 5)]).verdict == "ok"
+    with pytest.raises(ValueError, match="compiled checker core was not built"):
+        check_operations(Register(), [], core="compiled")

@@ -27,6 +27,7 @@ from ._commands import (
 )
 from ._errors import InvalidOption, PropworkloadError
 from ._faults import FAULT_KINDS
+from ._linearizability import checker_core
 from ._loader import load_model
 from ._model import Model
 from ._redact import install_console, scrub
@@ -150,7 +151,12 @@ def _execute(model_cls: type[Model], model_path: str | None, **options: Any) -> 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="propworkload")
+@click.version_option(
+    package_name="propworkload",
+    # Which linearizability checker core this installation uses (compiled, or pure Python
+    # when it was built without a C compiler or PROPWORKLOAD_PURE_CHECKER is set).
+    message=f"%(prog)s, version %(version)s (checker core: {checker_core()})",
+)
 def cli() -> None:
     """Property-based, stateful workloads for finding reliability bugs in HTTP services."""
 
