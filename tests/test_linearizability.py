@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -210,23 +211,36 @@ def test_the_compiled_core_out_of_memory_says_unknown(monkeypatch: pytest.Monkey
     assert result.blocked == []
 
 
-class KeyValue:
-    """Porcupine's key-value store over a few keys: put, append and get (an unhashable
-    state, a dict, when ``hashable`` is false: the cores then compare states with ==)."""
+@attrs.frozen
+class Store:
+    """A state without a hash (a dict inside a frozen attrs class), as sample models have."""
 
-    def __init__(self, hashable: bool = True) -> None:
-        self.hashable = hashable
+    values: dict[str, str]
+
+
+class KeyValue:
+    """Porcupine's key-value store over a few keys: put, append and get. Its state is a
+    sorted tuple (``hashable``), a dict, or a :class:`Store`: the compiled core interns
+    states without a hash by comparing them with ==."""
+
+    def __init__(self, state: str = "hashable") -> None:
+        self.state = state
 
     def init(self) -> Any:
-        return () if self.hashable else {}
+        return self.wrap({})
+
+    def wrap(self, values: dict[str, str]) -> Any:
+        if self.state == "hashable":
+            return tuple(sorted(values.items()))
+        return values if self.state == "dict" else Store(values)
 
     def step(self, state: Any, op: Operation) -> tuple[bool, Any]:
         f, key, value = op.input
-        current = dict(state)
+        current = dict(state.values if isinstance(state, Store) else state)
         if f == "get":
             return op.unknown or op.output == current.get(key, ""), state
         current[key] = value if f == "put" else current.get(key, "") + value
-        return True, tuple(sorted(current.items())) if self.hashable else current
+        return True, self.wrap(current)
 
 
 @st.composite
@@ -248,14 +262,14 @@ def key_value_histories(draw: st.DrawFn) -> list[Operation]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(key_value_histories(), st.booleans(), st.booleans())
+@given(key_value_histories(), st.booleans(), st.sampled_from(["hashable", "dict", "attrs"]))
 @pytest.mark.skipif(_linearizability._lincheck is None, reason="the compiled core was not built")
 def test_the_cores_agree_on_random_histories(
-    history: list[Operation], partitioned: bool, hashable: bool
+    history: list[Operation], partitioned: bool, state: str
 ) -> None:
     """Same verdict, same first operation that fits no order, same linearization (or
     longest prefix) with the same states: the two cores run the same search."""
-    spec = KeyValue(hashable)
+    spec = KeyValue(state)
     partition = (lambda o: o.input[1]) if partitioned else None
     compiled = check_operations(spec, history, partition=partition, core="compiled")
     pure = check_operations(spec, history, partition=partition, core="pure")
@@ -263,6 +277,31 @@ def test_the_cores_agree_on_random_histories(
     assert compiled.blocked == pure.blocked
     assert compiled.linearization == pure.linearization
     assert (compiled.core, pure.core) == ("compiled", "pure")
+
+
+@pytest.mark.skipif(_linearizability._lincheck is None, reason="the compiled core was not built")
+@pytest.mark.parametrize("state", ["hashable", "attrs"])
+def test_the_compiled_core_asks_the_model_once_per_operation_and_state(state: str) -> None:
+    """Operations with equal arguments and output, from one state, are asked about once
+    (the pure core asks again each time the search comes back to them)."""
+    asked: list[tuple[Any, Any, bool, Any]] = []
+
+    class Counting(KeyValue):
+        def step(self, state: Any, op: Operation) -> tuple[bool, Any]:
+            asked.append((op.input, op.output, op.unknown, state))
+            return super().step(state, op)
+
+    # Eight clients at once: four put "a" or "b", four read "a", "b" or "ab" (not there).
+    history = [Operation(i, ("put", "x", "ab"[i % 2]), 0, 10) for i in range(4)]
+    history += [
+        Operation(4 + i, ("get", "x", None), 1, 9, ["a", "b", "ab"][i % 3]) for i in range(4)
+    ]
+    for core in ("compiled", "pure"):
+        asked.clear()
+        result = check_operations(Counting(state), history, core=core)
+        assert result.verdict == "illegal"  # a read of "ab" fits nowhere
+        repeats = len(asked) - len({(i, o, u, repr(s)) for i, o, u, s in asked})
+        assert (repeats == 0) == (core == "compiled"), (core, repeats, len(asked))
 
 
 def test_a_model_error_reaches_the_caller_from_either_core(core: str) -> None:

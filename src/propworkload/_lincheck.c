@@ -3,8 +3,9 @@
  *
  * One Search object checks one partition of a history. Python gives it the events in time
  * order, the operations (which ones have an unknown outcome), the model's step function
- * step(state, operation) -> (possible, state after) and the initial state. Model states are
- * interned to ids (a dict for hashable ones, == one by one for the others). Operations with
+ * step(state, operation) -> (possible, state after) and a list holding the initial state.
+ * Model states are interned to ids, their indexes in that list: hashable ones in a dict,
+ * the others by a Python function the caller gives. Operations with
  * the same input and output share a class; the core calls step once per distinct (class,
  * state id) pair and keeps the answers in a table. The set of
  * linearized operations is a bitset with a Zobrist hash kept up to date as operations are
@@ -58,8 +59,7 @@ typedef struct {
     PyObject *operations; /* a list */
     PyObject *states;     /* id -> state: a list */
     PyObject *ids;        /* hashable state -> id: a dict */
-    Py_ssize_t *unhashable; /* ids of states without a hash */
-    Py_ssize_t unhashable_len, unhashable_cap;
+    PyObject *unhashable; /* unhashable state -> id (appended to states if new) */
     /* The search. */
     int32_t entry;
     int32_t state;
@@ -198,24 +198,17 @@ static Py_ssize_t intern(Search *s, PyObject *state) {
     if (known != NULL && known != number) return PyLong_AsSsize_t(known);
     if (known == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
-        PyErr_Clear(); /* unhashable: states need only == */
-        for (Py_ssize_t i = 0; i < s->unhashable_len; i++) {
-            PyObject *seen = PyList_GET_ITEM(s->states, s->unhashable[i]);
-            int equal = PyObject_RichCompareBool(seen, state, Py_EQ);
-            if (equal < 0) return -1;
-            if (equal) return s->unhashable[i];
+        PyErr_Clear(); /* unhashable: the caller's function finds it among equal ones */
+        PyObject *answer = PyObject_CallOneArg(s->unhashable, state);
+        if (answer == NULL) return -1;
+        Py_ssize_t found = PyLong_AsSsize_t(answer);
+        Py_DECREF(answer);
+        if (found == -1 && PyErr_Occurred()) return -1;
+        if (found < 0 || found >= PyList_GET_SIZE(s->states)) {
+            PyErr_Format(PyExc_ValueError, "unhashable() returned %zd, not a state's index", found);
+            return -1;
         }
-        if (s->unhashable_len == s->unhashable_cap) {
-            Py_ssize_t cap = s->unhashable_cap ? s->unhashable_cap * 2 : 16;
-            Py_ssize_t *grown = PyMem_RawRealloc(s->unhashable, (size_t)cap * sizeof(Py_ssize_t));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            s->unhashable = grown;
-            s->unhashable_cap = cap;
-        }
-        s->unhashable[s->unhashable_len++] = id;
+        return found;
     }
     return PyList_Append(s->states, state) < 0 ? -1 : id;
 }
@@ -320,32 +313,39 @@ static void Search_dealloc(Search *s) {
     PyMem_RawFree(s->arena);
     PyMem_RawFree(s->table);
     PyMem_RawFree(s->asked);
-    PyMem_RawFree(s->unhashable);
     Py_XDECREF(s->step);
     Py_XDECREF(s->operations);
     Py_XDECREF(s->states);
     Py_XDECREF(s->ids);
+    Py_XDECREF(s->unhashable);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
-/* Search(events, operations, unknown, classes, step, initial, memory_limit): events is a
- * sequence of ints, one per event in time order, op * 2 + 1 for a call and op * 2 for a
- * return; operations a list; unknown a sequence of bools and classes one of ints (below the
- * number of operations), one per operation; initial the initial state (state 0). */
+/* Search(events, operations, unknown, classes, step, states, unhashable, memory_limit):
+ * events is a sequence of ints, one per event in time order, op * 2 + 1 for a call and
+ * op * 2 for a return; operations a list; unknown a sequence of bools and classes one of ints
+ * (below the number of operations), one per operation; states a list holding the initial
+ * state (state 0); unhashable(state) the id of a state without a hash (appending it to
+ * states if it is new). */
 static int Search_init(Search *s, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"events",  "operations", "unknown",      "classes",
-                            "step",    "initial",    "memory_limit", NULL};
-    PyObject *events, *operations, *unknown, *classes, *fn, *initial;
+    static char *names[] = {"events", "operations", "unknown",    "classes",      "step",
+                            "states", "unhashable", "memory_limit", NULL};
+    PyObject *events, *operations, *unknown, *classes, *fn, *states, *unhashable;
     Py_ssize_t limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn", names, &events, &PyList_Type,
-                                     &operations, &unknown, &classes, &fn, &initial, &limit))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOO!On", names, &events, &PyList_Type,
+                                     &operations, &unknown, &classes, &fn, &PyList_Type, &states,
+                                     &unhashable, &limit))
         return -1;
     if (s->op_of != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Search is initialised once");
         return -1;
     }
-    if (!PyCallable_Check(fn)) {
-        PyErr_SetString(PyExc_TypeError, "step must be callable");
+    if (!PyCallable_Check(fn) || !PyCallable_Check(unhashable)) {
+        PyErr_SetString(PyExc_TypeError, "step and unhashable must be callable");
+        return -1;
+    }
+    if (PyList_GET_SIZE(states) != 1) {
+        PyErr_SetString(PyExc_ValueError, "states must hold the initial state alone");
         return -1;
     }
     PyObject *ev = PySequence_Fast(events, "events must be a sequence");
@@ -447,9 +447,20 @@ static int Search_init(Search *s, PyObject *args, PyObject *kwargs) {
     s->step = fn;
     Py_INCREF(operations);
     s->operations = operations;
-    s->states = PyList_New(0);
+    Py_INCREF(states);
+    s->states = states;
+    Py_INCREF(unhashable);
+    s->unhashable = unhashable;
     s->ids = PyDict_New();
-    if (s->states == NULL || s->ids == NULL || intern(s, initial) < 0) goto free_maps;
+    if (s->ids == NULL) goto free_maps;
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL) goto free_maps;
+    int unset = PyDict_SetItem(s->ids, PyList_GET_ITEM(states, 0), zero);
+    Py_DECREF(zero);
+    if (unset < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto free_maps;
+        PyErr_Clear(); /* the caller's unhashable() knows it */
+    }
     s->memory_limit = limit > 0 ? (size_t)limit : SIZE_MAX;
     s->entry = s->next[0];
     s->state = 0;
@@ -566,12 +577,6 @@ static PyObject *Search_path(Search *s, PyObject *Py_UNUSED(ignored)) {
     return path;
 }
 
-static PyObject *Search_states(Search *s, PyObject *Py_UNUSED(ignored)) {
-    if (s->states == NULL) return PyList_New(0);
-    Py_INCREF(s->states);
-    return s->states;
-}
-
 static PyObject *Search_counts(Search *s, PyObject *Py_UNUSED(ignored)) {
     return Py_BuildValue("{s:K,s:n,s:K,s:n}", "steps", s->steps, "memo", (Py_ssize_t)s->memo_len,
                          "transitions", s->transitions, "bytes", (Py_ssize_t)memory_used(s));
@@ -583,8 +588,6 @@ static PyMethodDef Search_methods[] = {
      "2 illegal, 3 out of memory."},
     {"path", (PyCFunction)Search_path, METH_NOARGS,
      "path() -> [(operation, state after it)]: the linearization, or the longest prefix."},
-    {"states", (PyCFunction)Search_states, METH_NOARGS,
-     "states() -> the model states met, by id."},
     {"counts", (PyCFunction)Search_counts, METH_NOARGS,
      "counts() -> {steps, memo, transitions, bytes}."},
     {NULL, NULL, 0, NULL},

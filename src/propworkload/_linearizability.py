@@ -261,6 +261,54 @@ def _classes(operations: Sequence[Operation]) -> list[int]:
     return classes
 
 
+class _States:
+    """The model states the compiled core met, by id (their index in ``states``). The core
+    keeps hashable ones in a dict; the others come here, where they are grouped by
+    :func:`_bucket` and compared with ``==`` only within their group."""
+
+    def __init__(self, initial: Any) -> None:
+        self.states = [initial]
+        self._buckets: dict[Hashable, list[int]] = {}
+        try:
+            hash(initial)
+        except TypeError:
+            self._buckets[_bucket(initial)] = [0]
+
+    def unhashable(self, state: Any) -> int:
+        bucket = self._buckets.setdefault(_bucket(state), [])
+        for n in bucket:
+            if self.states[n] == state:
+                return n
+        self.states.append(state)
+        bucket.append(len(self.states) - 1)
+        return bucket[-1]
+
+
+def _bucket(value: Any, depth: int = 0) -> Hashable:
+    """A hashable stand-in for a value, the same for equal dicts, lists, sets and attrs
+    instances (a model state with a dict in it has no hash). Only a grouping: values in one
+    group are still compared with ``==``, so a stand-in too coarse costs time, never a
+    wrong verdict."""
+    try:
+        hash(value)
+    except TypeError:
+        pass
+    else:
+        return value  # type: ignore[no-any-return]
+    if depth > 6:
+        return type(value).__qualname__
+    if isinstance(value, dict):
+        return frozenset((key, _bucket(item, depth + 1)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_bucket(item, depth + 1) for item in value)
+    if isinstance(value, set):
+        return frozenset(value)
+    if attrs.has(type(value)):
+        fields = attrs.fields(type(value))
+        return (type(value), *(_bucket(getattr(value, f.name), depth + 1) for f in fields))
+    return type(value).__qualname__
+
+
 def _compiled_partition(
     spec: SequentialSpec[Any],
     operations: Sequence[Operation],
@@ -269,18 +317,20 @@ def _compiled_partition(
     """The search over one partition in the compiled core; like :func:`_check_partition`."""
     assert _lincheck is not None
     events = [i * 2 + call for i, call in _events(operations)]
+    met = _States(spec.init())
     search = _lincheck.Search(
         events,
         list(operations),
         [op.unknown for op in operations],
         _classes(operations),
         spec.step,
-        spec.init(),
+        met.states,
+        met.unhashable,
         MEMORY_LIMIT,
     )
     while (status := search.run(COMPILED_SLICE)) == 0:
         yield
-    states = search.states()
+    states = met.states
     path = [LinearizationStep(indexes[op], states[state]) for op, state in search.path()]
     if status == 3:
         return None, path, []
