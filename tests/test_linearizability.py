@@ -4,6 +4,10 @@ compiled one and the pure-Python one), and the two cores agreeing on random hist
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -340,3 +344,100 @@ def test_the_core_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert check_operations(Register(), [op(0, "write", 0, 1, 5)]).verdict == "ok"
     with pytest.raises(ValueError, match="compiled checker core was not built"):
         check_operations(Register(), [], core="compiled")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(key_value_histories(), min_size=2, max_size=4), st.sampled_from(["hashable", "attrs"])
+)
+@pytest.mark.parametrize("core", [COMPILED, "pure"])
+def test_partitions_checked_in_processes_give_the_verdict_of_one_process(
+    core: str, parts: list[list[Operation]], state: str
+) -> None:
+    """Histories over disjoint keys (one partition each), checked by two forked processes:
+    the same verdict as in one, the same linearization when there is one, and an
+    operation that fits no order of its own partition when there is not."""
+    history = [
+        Operation(o.client, (o.input[0], f"{n}{o.input[1]}", o.input[2]), o.call, o.ret, o.output)
+        for n, part in enumerate(parts)
+        for o in part
+    ]
+    spec = KeyValue(state)
+    one = check_operations(spec, history, partition=lambda o: o.input[1], core=core)
+    two = check_operations(spec, history, partition=lambda o: o.input[1], core=core, workers=2)
+    assert two.verdict == one.verdict
+    if one.verdict == "ok":
+        assert sorted(map(_indexes, two.linearization)) == sorted(map(_indexes, one.linearization))
+    else:  # which illegal partition ends the check first may differ; each blocked op fits none
+        key = history[two.blocked[0]].input[1]
+        alone = [o for o in history if o.input[1] == key]
+        assert check_operations(spec, alone, core=core).verdict == "illegal"
+
+
+def _indexes(path: list[Any]) -> list[int]:
+    return [step.index for step in path]
+
+
+def test_a_model_error_in_a_checking_process_reaches_the_caller(core: str) -> None:
+    class Broken(KeyValue):
+        def step(self, state: Any, op: Operation) -> tuple[bool, Any]:
+            if op.input[1] == "y" and op.input[0] == "put":
+                raise ZeroDivisionError("the model is broken")
+            return super().step(state, op)
+
+    history = [Operation(0, ("put", "x", "a"), 0, 1), Operation(1, ("put", "y", "b"), 0, 1)]
+    with pytest.raises(ZeroDivisionError, match="the model is broken"):
+        check_operations(Broken(), history, partition=lambda o: o.input[1], core=core, workers=2)
+
+
+def test_partitions_in_processes_that_run_out_of_time_say_unknown(core: str) -> None:
+    hard = hard_history(26)
+    history = hard + [Operation(o.client + 200, o.input, o.call, o.ret, o.output) for o in hard]
+    result = check_operations(
+        Register(), history, partition=lambda o: o.client >= 200, timeout=0.2, core=core, workers=2
+    )
+    assert result.verdict == "unknown"
+    assert result.seconds < 10
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_checking_processes_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A check killed with SIGKILL (no cleanup runs) leaves no process searching on."""
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}]\n"
+        "from test_linearizability import *\n"
+        "hard = hard_history(40)\n"
+        "twin = [Operation(o.client + 200, o.input, o.call, o.ret, o.output) for o in hard]\n"
+        "check_operations(\n"
+        "    Register(), hard + twin, partition=lambda o: o.client >= 200, workers=2\n"
+        ")\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)])
+    children: list[int] = []
+    try:
+        for _ in range(600):  # until both checking processes run (at most 60 s)
+            listed = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+            children = [int(pid) for pid in listed.read_text().split()] if listed.exists() else []
+            if len(children) == 2 or parent.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert len(children) == 2, "the check did not start two processes"
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(300):  # each looks for its parent between turns (milliseconds apart)
+        alive = [pid for pid in children if _running(pid)]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"checking processes {alive} outlived their parent"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended, waiting to be reaped

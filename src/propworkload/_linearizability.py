@@ -30,7 +30,11 @@ forces it.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import time
 from collections.abc import Callable, Generator, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -410,13 +414,16 @@ def check_operations(
     partition: Callable[[Operation], Hashable] | None = None,
     timeout: float | None = None,
     core: str | None = None,
+    workers: int = 1,
 ) -> CheckResult:
     """Whether ``history`` is linearizable with respect to ``spec``.
 
     ``partition(op)`` names the independent part an operation belongs to (its key): each
     part is then checked alone. ``timeout`` (seconds) bounds the search; when it runs
     out the verdict is ``unknown``. ``core`` is ``compiled`` or ``pure`` (default:
-    :func:`checker_core`).
+    :func:`checker_core`). With ``workers`` above 1, partitions are checked in that many
+    processes at once (forked: where ``fork`` is missing, or with one partition, they take
+    turns in this one); the first illegal one still ends the check.
     """
     core = core or checker_core()
     if core == "compiled" and _lincheck is None:
@@ -429,30 +436,23 @@ def check_operations(
     groups: dict[Hashable, list[int]] = {}
     for i, op in enumerate(history):
         groups.setdefault(partition(op) if partition else None, []).append(i)
-    searches = {
-        n: searching(spec, [history[i] for i in indexes], indexes)
-        for n, indexes in enumerate(groups.values())
-    }
+    parts = list(enumerate(groups.values()))
+    if workers > 1 and len(parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        outcomes = _in_processes(spec, history, parts, deadline, searching, workers)
+    else:
+        outcomes = _taking_turns(spec, history, parts, deadline, searching)
     paths: dict[int, list[LinearizationStep]] = {}
     blocked: list[int] = []
     verdict = "ok"
-    while searches and verdict == "ok":
-        if deadline is not None and time.monotonic() > deadline:
-            verdict = "unknown"
-            break
-        for n, search in list(searches.items()):
-            try:
-                next(search)
-            except StopIteration as done:
-                ok, path, stuck = done.value
-                paths[n] = path
-                del searches[n]
-                if ok is None:
-                    verdict = "unknown"
-                    break
-                if not ok:
-                    verdict, blocked = "illegal", stuck
-                    break
+    with contextlib.closing(outcomes):
+        for n, (ok, path, stuck) in outcomes:
+            paths[n] = path
+            if ok is None:
+                verdict = "unknown"
+                break
+            if not ok:
+                verdict, blocked = "illegal", stuck
+                break
     return CheckResult(
         verdict=verdict,
         linearization=[paths[n] for n in sorted(paths)],
@@ -461,3 +461,132 @@ def check_operations(
         partitions=len(groups),
         core=core,
     )
+
+
+_Searching = Callable[
+    [SequentialSpec[Any], Sequence[Operation], Sequence[int]], Generator[None, None, _Outcome]
+]
+#: What a partition that ran out of time (or memory) ends with.
+_UNKNOWN: _Outcome = (None, [], [])
+
+
+def _taking_turns(
+    spec: SequentialSpec[Any],
+    history: Sequence[Operation],
+    parts: list[tuple[int, list[int]]],
+    deadline: float | None,
+    searching: _Searching,
+    parent: int | None = None,
+) -> Generator[tuple[int, _Outcome], None, None]:
+    """Each partition's outcome as it ends, the partitions taking turns; once the deadline
+    passes, one unknown outcome. In a checking process, ``parent`` is the process that
+    wants the outcomes: without it, the search ends."""
+    searches = {n: searching(spec, [history[i] for i in indexes], indexes) for n, indexes in parts}
+    while searches:
+        if deadline is not None and time.monotonic() > deadline:
+            yield next(iter(searches)), _UNKNOWN
+            return
+        if parent is not None and os.getppid() != parent:
+            return
+        for n, search in list(searches.items()):
+            try:
+                next(search)
+            except StopIteration as done:
+                del searches[n]
+                yield n, done.value
+
+
+def _in_processes(
+    spec: SequentialSpec[Any],
+    history: Sequence[Operation],
+    parts: list[tuple[int, list[int]]],
+    deadline: float | None,
+    searching: _Searching,
+    workers: int,
+) -> Generator[tuple[int, _Outcome], None, None]:
+    """Like :func:`_taking_turns`, with the partitions shared among forked processes (the
+    biggest first, each to the least loaded), which take turns among theirs. A process
+    sends back the operations of its linearizations; the states along them are computed
+    again here, so model states never need pickling. A process that fails (a model error)
+    leaves its partitions to be checked here, where the error is raised as usual."""
+    context = multiprocessing.get_context("fork")
+    shares: list[list[tuple[int, list[int]]]] = [[] for _ in range(min(workers, len(parts)))]
+    for part in sorted(parts, key=lambda part: -len(part[1])):
+        min(shares, key=lambda share: sum(len(p[1]) for p in share)).append(part)
+    running: dict[Any, tuple[Any, list[tuple[int, list[int]]]]] = {}
+    done: set[int] = set()
+    left: list[tuple[int, list[int]]] = []
+    try:
+        for share in shares:
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_check_share,
+                args=(send, spec, history, share, deadline, searching, os.getpid()),
+                daemon=True,
+            )
+            process.start()
+            send.close()
+            running[receive] = (process, share)
+        while running:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = multiprocessing.connection.wait(list(running), timeout=remaining)
+            if not ready:
+                yield parts[0][0], _UNKNOWN
+                return
+            for connection in ready:
+                process, share = running[connection]
+                pipe: Any = connection
+                try:
+                    message: tuple[int, bool | None, list[int], list[int]] = pipe.recv()
+                except EOFError:  # the process ended: all sent, or it failed
+                    del running[connection]
+                    pipe.close()
+                    process.join()
+                    left += [part for part in share if part[0] not in done]
+                    continue
+                n, ok, order, stuck = message
+                done.add(n)
+                yield n, (ok, _replay(spec, history, order), stuck)
+        if left:
+            yield from _taking_turns(spec, history, left, deadline, searching)
+    finally:
+        for receive, (process, _) in running.items():
+            process.kill()
+            process.join()
+            receive.close()
+
+
+def _check_share(
+    send: Any,
+    spec: SequentialSpec[Any],
+    history: Sequence[Operation],
+    share: list[tuple[int, list[int]]],
+    deadline: float | None,
+    searching: _Searching,
+    parent: int,
+) -> None:
+    """In a forked process: check ``share``, sending each partition's outcome (with the
+    operations of its path, not the states) as it ends. An error ends the process with
+    the partitions it did not send (the parent checks them again); so does the end of
+    the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent owns stopping
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(Exception), contextlib.closing(send):
+        turns = _taking_turns(spec, history, share, deadline, searching, parent)
+        for n, (ok, path, stuck) in turns:
+            send.send((n, ok, [step.index for step in path], stuck))
+            if not ok:
+                break  # illegal or unknown: the check is over
+
+
+def _replay(
+    spec: SequentialSpec[Any], history: Sequence[Operation], order: list[int]
+) -> list[LinearizationStep]:
+    """The steps of a linearization found elsewhere, with the model's states along it."""
+    state = spec.init()
+    path = []
+    for index in order:
+        ok, state = spec.step(state, history[index])
+        assert ok, "the model's step is not deterministic"
+        path.append(LinearizationStep(index, state))
+    return path
