@@ -13,14 +13,16 @@ project's public test data lives). Each line of a history is one event::
 
 The model is Porcupine's key-value store: ``put`` sets a key, ``append`` appends to it,
 ``get`` returns it ("" when never written). A second set, made up by the bench, is 100
-register histories of the kind etcd's tests record (few states, many operations). Every history is checked with and without
-partitioning by key, by the compiled core and by the pure-Python one (only the pure one
-when PROPWORKLOAD_PURE_CHECKER=1 or the compiled one was not built), and partitioned by
-the first of them with the partitions shared by two processes (``compiledx2``); each line
-gives the verdict, CPU seconds (the process's and its checking processes', the figure
-Porcupine's are compared with) and wall seconds. Checks that take under a second are run
-three times and the fastest kept. The results, beside Porcupine's own figures, go to
-bench/results/linearizability.md with the machine and the date (not with --no-write).
+register histories of the kind etcd's tests record (few states, many operations).
+
+Every key-value history is checked with and without partitioning by key, by the compiled
+core and by the pure-Python one (only the pure one when PROPWORKLOAD_PURE_CHECKER=1 or the
+compiled one was not built), and partitioned by the first of them with the partitions
+shared by two processes (``compiledx2``); each line gives the verdict, CPU seconds (the
+process's and its checking processes', the figure Porcupine's are compared with) and
+wall seconds. Checks that take under a second are run three times and the fastest kept.
+The results, beside Porcupine's own figures, go to bench/results/linearizability.md with
+the machine and the date (not with --no-write).
 """
 
 from __future__ import annotations
