@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"_loader", "_parallel"},
     {"_engine"},
     {"_trace"},
-    {"_replay", "_explore"},
+    {"_replay", "_explore", "_histories"},
     {"_console", "_progress", "_regression"},
     {"_report"},
     {"_commands"},
