@@ -12,12 +12,15 @@ import io
 import json
 import re
 import signal
+import tempfile
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import (
     PAYMENTS_MODEL,
@@ -380,6 +383,8 @@ BAD_HISTORIES = {
     "no operations": (_json(), "'operations' is missing or not a list"),
     "no call": (_one(call=None), "operation 1: 'call' is missing or not a finite number"),
     "call a boolean": (_one(call=True), "operation 1: 'call' is missing or not a finite"),
+    "call too large": (_one(call=10**400), "operation 1: 'call' is missing or not a finite"),
+    "return endless": (_one().replace('"return": 1', '"return": 1e999'), "'return' is not a"),
     "return before call": (_one(call=2), "operation 1: it returned (1) before it was called"),
     "client a name": (_one(client="web-1"), "operation 1: 'client' is missing or not a whole"),
     "arguments a list": (_one(arguments=["x"]), "operation 1: 'arguments' is not an object"),
@@ -534,3 +539,97 @@ def test_exit_statuses_from_a_real_process(tmp_path: Path) -> None:
         assert result.err == "", result.err
         codes.append(result.code)
     assert codes == [0, 1, 3]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_KV_OPERATION = st.builds(
+    lambda client, name, key, call, took, output: {
+        "client": client,
+        "operation": name,
+        "arguments": {"key": key} if name == "get" else {"key": key, "value": "1"},
+        "call": call,
+        "return": None if took is None else call + took,
+        "output": output,
+    },
+    st.integers(0, 3),
+    st.sampled_from(["get", "put", "append"]),
+    st.sampled_from(["x", "y"]),
+    st.integers(0, 5),
+    st.none() | st.integers(0, 3),
+    st.sampled_from(["", "1", "11"]),
+)
+_TIMES = st.integers(-2, 5) | st.floats(allow_nan=True) | st.just(10**400) | _JSON
+#: An operation with any of its fields missing or of any value.
+_ANY_OPERATION = st.fixed_dictionaries(
+    {},
+    optional={
+        "client": st.integers(0, 3) | _JSON,
+        "operation": st.sampled_from(["get", "put", "cas", ""]) | _JSON,
+        "arguments": st.fixed_dictionaries(
+            {}, optional={"key": st.sampled_from(["x", "$t"]) | _JSON, "value": _JSON}
+        )
+        | _JSON,
+        "call": _TIMES,
+        "return": _TIMES,
+        "output": _JSON,
+    },
+)
+_HISTORY = st.builds(
+    lambda operations, fields: json.dumps(
+        {"format": "propworkload-history", "version": 1, "operations": operations, **fields}
+    ),
+    st.lists(_KV_OPERATION, max_size=6) | st.lists(_KV_OPERATION | _ANY_OPERATION, max_size=6),
+    st.just({}) | st.dictionaries(st.sampled_from(["format", "version", "operations"]), _JSON),
+)
+_EVENT = st.builds(
+    "{{:process {}, :type {}, :f {}, :key {}, :value {}}}".format,
+    st.sampled_from(["1", "2", "3", ":nemesis", '"1"']),
+    st.sampled_from([":invoke", ":ok", ":fail", ":info", ":other"]),
+    st.sampled_from([":get", ":put", ":append", ":cas"]),
+    st.sampled_from(['"x"', '"y"', "1"]),
+    st.sampled_from(['"1"', '"\\"2\\""', "nil", "3", '"']),
+)
+
+
+@st.composite
+def _kv_log(draw: st.DrawFn) -> str:
+    """A log of well-formed events: each process invokes, then ends what it invoked."""
+    lines, pending = [], {}
+    for process in draw(st.lists(st.integers(1, 3), max_size=10)):
+        if process in pending:
+            f, key = pending.pop(process)
+            kind = draw(st.sampled_from([":ok", ":ok", ":fail", ":info"]))
+            value = draw(st.sampled_from(['"1"', '"11"', '""', "nil"])) if f == ":get" else '"1"'
+        else:
+            f, key = draw(st.sampled_from([":get", ":put", ":append"])), '"x"'
+            pending[process], kind = (f, key), ":invoke"
+            value = "nil" if f == ":get" else '"1"'
+        lines.append(f"{{:process {process}, :type {kind}, :f {f}, :key {key}, :value {value}}}")
+    return "\n".join(lines)
+
+
+_LOG = _kv_log() | st.lists(_EVENT | st.text(max_size=10), max_size=8).map("\n".join)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(text=_HISTORY | _LOG)
+def test_any_history_gets_a_verdict_or_one_line(text: str) -> None:
+    """Whatever a history file holds, check ends with a verdict (0, 1, 3) or one error
+    line (2), never a traceback."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "h.txt"
+        path.write_text(text)
+        result = check(path, "--model", KV_MODEL, "--timeout", "5")
+    shown = f"{text}\n{result.out}{result.err}"
+    assert result.code in (0, 1, 2, 3), shown
+    assert "Traceback" not in result.out + result.err, shown
+    if result.code == 2:
+        one_line_error(result)
+    else:
+        assert result.err == "" and SUMMARY.match(result.lines[-1]), shown

@@ -165,7 +165,11 @@ def _time(value: Any) -> float | None:
     """A time as a history gives it (any finite number), or None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return value if math.isfinite(value) else None
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # a whole number too large to be a time
+        return None
+    return value if finite else None
 
 
 def _value(path: Path, where: str, what: str, data: Any, modules: list[ModuleType]) -> Any:
