@@ -269,13 +269,19 @@ class DoubleChargeAccepted(Payments):
 def race_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trace of a race found by ``run --concurrency 2`` (payments' same-key double
     charge: two charges with one key at once both create one)."""
-    with in_process("payments", "race-same-key-double-charge") as service:
+    folder = tmp_path_factory.mktemp("race")
+    # (Module-scoped: made before the autouse fixture points the artifacts at a test's
+    # folder, so it points them itself.)
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        in_process("payments", "race-same-key-double-charge") as service,
+    ):
+        patch.setenv("PROPWORKLOAD_ARTIFACTS", str(folder / "artifacts"))
         found = service.run(PAYMENTS_MODEL, concurrency=2, seed=1)
     assert found.code == 1, found.out + found.err
     (line,) = [line for line in found.lines if line.startswith("  trace: ")]
-    kept = tmp_path_factory.mktemp("race") / "race.json"
-    kept.write_text(Path(line.removeprefix("  trace: ")).read_text())
-    return kept
+    assert line.startswith(f"  trace: {folder}")
+    return Path(line.removeprefix("  trace: "))
 
 
 def test_a_recorded_race_is_checked_again_against_the_model(
