@@ -33,6 +33,7 @@ LEFTOVERS = [
     "src/propworkload.egg-info/PKG-INFO",
     ".report.json.tmp",
     "models/.payments.py.swp",
+    "tests/data/porcupine-kv/c01-bad.txt.html",
 ]
 
 

@@ -78,11 +78,14 @@ def test_demo_lists_every_sample_bug(propworkload: Callable[..., Completed]) -> 
 
 def test_every_workload_entry_is_a_sample_model_or_a_real_service_model() -> None:
     """No stray entries: each workload in .workers/workloads/ runs a model in models/
-    (a sample's) or in models/real/ (Kinto's and etcd's)."""
+    (a sample's, or kv: Porcupine's key-value model, on etcd) or in models/real/ (Kinto's
+    and etcd's)."""
     real = ["etcd", "kinto"]
     entries = sorted(p.stem for p in (ROOT / ".workers" / "workloads").glob("*.py"))
-    assert entries == sorted([*SAMPLES, *real])
-    assert sorted(p.stem for p in Path(ROOT / "models").glob("*.py")) == sorted(SAMPLES)
+    assert entries == sorted([*SAMPLES, "kv", *real])
+    assert sorted(p.stem for p in Path(ROOT / "models").glob("*.py")) == sorted([*SAMPLES, "kv"])
+    kv = (ROOT / ".workers" / "workloads" / "kv.py").read_text()
+    assert 'MODEL = ROOT / "models" / "kv.py"' in kv
     models = sorted(p.stem for p in Path(ROOT / "models" / "real").glob("*.py"))
     assert models == sorted([*real, "serve"])
     for name in real:

@@ -1,7 +1,9 @@
-"""The ``propworkload`` command line: ``run`` and ``demo``.
+"""The ``propworkload`` command line: ``run``, ``explore``, ``replay``, ``check``, ``new``
+and ``demo``.
 
 Exit status: 0 every invariant held; 1 an invariant failed (or a step raised); 2 usage or
-model error; 3 the target could not be reached or set up. Errors with status 2 and 3 are
+model error; 3 the target could not be reached or set up (``check``: 0 linearizable, 1 not,
+3 unknown). Errors with status 2 and 3 are
 one line on stderr, never a traceback. Everything printed is scrubbed of secrets
 (``_redact``): the command line's standard streams are wrapped first thing.
 """
@@ -19,6 +21,7 @@ import click
 
 from . import _commands as commands
 from ._commands import (
+    DEFAULT_CHECK_TIMEOUT,
     DEFAULT_EXAMPLES,
     DEFAULT_STEPS,
     DEFAULT_TIME_BUDGET,
@@ -27,6 +30,7 @@ from ._commands import (
 )
 from ._errors import InvalidOption, PropworkloadError
 from ._faults import FAULT_KINDS
+from ._histories import FORMATS
 from ._linearizability import checker_core
 from ._loader import load_model
 from ._model import Model
@@ -263,6 +267,51 @@ def replay(
             )
 
     return _stoppable(replay_trace)
+
+
+@cli.command()
+@click.argument("history", metavar="HISTORY")
+@click.option(
+    "--model",
+    required=True,
+    metavar="MODEL",
+    help="The model (path/to/model.py[::Class]) whose model functions the history must fit.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    callback=_finite,
+    help="Give up after this long: the verdict is unknown (exit 3).",
+)
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write the HTML timeline here (default: HISTORY.html beside the history).",
+)
+@click.option(
+    "--format",
+    "history_format",
+    type=click.Choice(["auto", *FORMATS]),
+    default="auto",
+    show_default=True,
+    help="The history's format: a propworkload history (json), a parallel trace, or "
+    "Porcupine's kv log; auto tells them by their content.",
+)
+def check(
+    history: str, model: str, timeout: float, timeline: Path | None, history_format: str
+) -> int:
+    """Check a recorded HISTORY for linearizability against MODEL's operations
+    (exit 0 linearizable, 1 not, 3 unknown: timed out)."""
+    model_cls, _ = load_model(model)
+    return _stoppable(
+        lambda: commands.check(
+            history, model_cls, format=history_format, timeout=timeout, timeline=timeline
+        )
+    )
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""What the commands do, behind the command line: ``run``, ``explore`` and ``replay``.
+"""What the commands do, behind the command line: ``run``, ``explore``, ``replay`` and
+``check``.
 
 Each takes its options as values and a stream to print to (scrubbed of secrets, as every
 line the tool prints), and returns the exit status; tool errors are raised as
@@ -9,6 +10,7 @@ target (``transport``).
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -30,18 +32,23 @@ from ._console import (
     trace_lines,
 )
 from ._database import open_database
-from ._describe import program_lines
+from ._describe import describe_operation, program_lines
 from ._engine import RunConfig, catalog, fresh_seed, run_model
-from ._errors import InvalidOption, InvalidTrace
+from ._errors import InvalidHistory, InvalidModel, InvalidOption, InvalidTrace
 from ._events import Event, FailureFound, Notice
 from ._explore import ExploreResult, WorkerJob, explore_workers
 from ._explore import explore as run_explore
 from ._faults import FaultPlan, parse_faults
+from ._histories import History, read_history
+from ._linearizability import CheckResult
+from ._linearizability import Operation as HistoryOp
 from ._loader import load_model
 from ._model import Model
+from ._operations import operations_of
+from ._parallel import check_history
 from ._progress import Progress
-from ._record import redact_url
-from ._redact import REDACTED, ScrubbingStream
+from ._record import jsonable, redact_url
+from ._redact import REDACTED, ScrubbingStream, write_text_atomic
 from ._regression import emit_pytest as write_pytest
 from ._replay import (
     Replay,
@@ -52,16 +59,20 @@ from ._replay import (
 )
 from ._report import json_report, write_json_report, write_junit
 from ._results import verdict
-from ._signals import stop_requested
+from ._signals import STATUS, StopRun, interruptible, stop_requested
 from ._target import check_url, env_url, resolve_target
-from ._trace import Artifacts, TraceWriter, is_parallel, load_trace
+from ._text import cut, short
+from ._timeline import render_timeline
+from ._trace import Artifacts, TraceWriter, artifacts_dir, is_parallel, load_trace
 
-__all__ = ["ExploreOptions", "RunOptions", "explore", "replay", "run"]
+__all__ = ["ExploreOptions", "RunOptions", "check", "explore", "replay", "run"]
 
 DEFAULT_EXAMPLES = 100
 DEFAULT_STEPS = 20
 DEFAULT_TIME_BUDGET = 120.0
 DEFAULT_REPEAT = 3
+#: Seconds ``check`` searches before its verdict is unknown.
+DEFAULT_CHECK_TIMEOUT = 60.0
 #: Seconds between the PROGRESS lines ``run`` writes to stderr.
 RUN_PROGRESS_INTERVAL = 5.0
 
@@ -516,3 +527,148 @@ def _replay_program(
     other = f" ({failed - reproduced} failed otherwise)" if failed > reproduced else ""
     echo(f"REPLAY reproduced {reproduced}/{runs}{other}")
     return 1 if failed else 0
+
+
+def check(
+    history_file: str,
+    model_cls: type[Model],
+    *,
+    format: str = "auto",
+    timeout: float = DEFAULT_CHECK_TIMEOUT,
+    timeline: Path | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """``propworkload check``: whether a recorded history is linearizable with respect to
+    the model's transitions. Exit status 0 linearizable, 1 not, 3 unknown (the search
+    timed out), with the HTML timeline written; 130 or 143 when a signal stopped the
+    search."""
+    stream = ScrubbingStream.wrap(out or sys.stdout)
+
+    def echo(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    name = model_cls.__name__
+    if model_cls.model_state is None:
+        raise InvalidModel(
+            f"{name} has no model_state: check runs the history on the reference model, "
+            "from its initial state (a class attribute, e.g. model_state = Ledger)"
+        )
+    if not operations_of(model_cls):
+        raise InvalidModel(
+            f"{name} declares no commands or operations: check runs the history's "
+            "operations through their model functions"
+        )
+    history = read_history(history_file, format=format, model=model_cls)
+    _fits(model_cls, history, history_file)
+    page = _timeline_path(Path(history_file), timeline, echo)
+    clients = len({op.client for op in history.operations})
+    echo(
+        f"CHECK {history_file} model={model_cls.model_name()} format={history.format} "
+        f"operations={len(history.operations)} clients={clients}"
+    )
+    started = time.monotonic()
+    try:
+        with interruptible():
+            result = check_history(model_cls, history.operations, timeout=timeout)
+    except StopRun as stop:
+        if stop.error is not None:  # a model function raised: a model error
+            raise stop.error from None
+        seconds = time.monotonic() - started
+        echo(f"SUMMARY stopped seconds={seconds:.3f} stopped={stop.reason}")
+        return STATUS.get(stop.reason, 130)
+    html = render_timeline(
+        history.operations,
+        result,
+        title=f"{model_cls.model_name()}: {history_file}",
+        describe=_describe,
+        show_state=lambda state: short(jsonable(state), 200),
+    )
+    try:
+        write_text_atomic(page, html)
+    except OSError as exc:
+        raise InvalidOption(
+            f"cannot write the timeline to {page} ({exc.strerror or exc}); give --timeline PATH"
+        ) from None
+    if result.verdict == "illegal":
+        echo(_unlinearizable_line(history, result))
+    echo(f"  timeline: {page}")
+    echo(
+        f"SUMMARY {_verdict(result, timeout)} partitions={result.partitions} "
+        f"core={result.core} seconds={result.seconds:.3f}"
+    )
+    return {"ok": 0, "illegal": 1}.get(result.verdict, 3)
+
+
+def _fits(model_cls: type[Model], history: History, history_file: str) -> None:
+    """Raise :class:`InvalidHistory` at the first operation the model does not have or
+    whose arguments its real call does not take."""
+    operations = operations_of(model_cls)
+    signatures: dict[str, inspect.Signature] = {}
+    for index, op in enumerate(history.operations):
+        name, arguments = op.input
+        where = f"{history_file}: {history.place(index)}"
+        if name not in operations:
+            raise InvalidHistory(
+                f"{where}: {name!r} is not an operation of {model_cls.__name__} "
+                f"(its operations: {', '.join(sorted(operations))})"
+            )
+        if name not in signatures:
+            signatures[name] = inspect.signature(operations[name].call)
+        try:
+            signatures[name].bind(None, **arguments)
+        except TypeError as exc:
+            call = _describe(op)[0]
+            raise InvalidHistory(
+                f"{where}: {call} does not fit {model_cls.__name__}.{name} ({exc})"
+            ) from None
+
+
+def _timeline_path(history: Path, chosen: Path | None, echo: Callable[[str], None]) -> Path:
+    """Where the timeline goes: ``chosen``, else beside the history (``HISTORY.html``),
+    else, when that folder cannot be written, the artifact folder's ``timelines/``."""
+    if chosen is not None:
+        _check_writable(chosen, "--timeline")
+        return chosen
+    beside = history.with_name(f"{history.name}.html")
+    try:
+        _check_writable(beside, "the timeline")
+    except InvalidOption:
+        folder = artifacts_dir(lambda message: echo(f"NOTE {message}")) / "timelines"
+        path = folder / beside.name
+        _check_writable(path, "the timeline")
+        return path
+    return beside
+
+
+def _describe(op: HistoryOp) -> tuple[str, str]:
+    name, arguments = op.input
+    return describe_operation(name, arguments, op.output, answered=not op.unknown)
+
+
+def _unlinearizable_line(history: History, result: CheckResult) -> str:
+    """``INVARIANT FAIL linearizable ...``: the first operation that fits no order, with
+    its client, its place in the history and its times, as ``run --concurrency`` says it."""
+    index = result.blocked[0]
+    op = history.operations[index]
+    call, answer = _describe(op)
+    kind, number = history.places[index]
+    return (
+        "INVARIANT FAIL linearizable expected=linearizable "
+        f"actual={cut(f'{call} -> {answer}', 100)} fits no order of the operations "
+        f"client={op.client} {kind}={number} call={_time(op.call)} return={_time(op.ret)}"
+    )
+
+
+def _time(value: float | None) -> str:
+    """A time as given (a logical clock's 59, 0.4 s), a long fraction cut to microseconds."""
+    return str(round(value, 6) if isinstance(value, float) else value)
+
+
+def _verdict(result: CheckResult, timeout: float) -> str:
+    if result.verdict == "ok":
+        return "linearizable"
+    if result.verdict == "illegal":
+        return "not linearizable"
+    if result.seconds >= timeout:
+        return f"unknown (timed out after {timeout:g} s)"
+    return "unknown (the search reached its memory limit)"

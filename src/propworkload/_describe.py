@@ -4,30 +4,41 @@ driver only needs :func:`describe_step`, for a failure's line."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ._record import ExampleRecord, Step, jsonable
 from ._text import cut, short
 from ._timeline import render_timeline
 
-__all__ = ["describe_step", "program_lines", "timeline_html"]
+__all__ = ["describe_operation", "describe_step", "program_lines", "timeline_html"]
 
 
 def describe_step(step: Step, width: int = 48) -> tuple[str, str]:
     """An operation's call (``pay(key=k0, amount=5)``) and what it observed
     (``status=201 id=ch_91a2 amount=5``; ``?`` when its outcome is unknown)."""
-    arguments = ", ".join(f"{k}={short(v, 24)}" for k, v in step.arguments.items())
-    if step.ret is None:
-        answer = "?"
-    elif step.error is not None:
-        answer = f"raised {step.error}"
+    if step.error is not None and step.ret is not None:
+        return describe_operation(step.rule, step.arguments, None)[0], f"raised {step.error}"
+    return describe_operation(
+        step.rule, step.arguments, step.output, answered=step.ret is not None, width=width
+    )
+
+
+def describe_operation(
+    name: str, arguments: Mapping[str, Any], output: Any, *, answered: bool = True, width: int = 48
+) -> tuple[str, str]:
+    """An operation's call and what it observed, as :func:`describe_step` shows them."""
+    call = ", ".join(f"{k}={short(v, 24)}" for k, v in arguments.items())
+    if not answered:
+        return f"{name}({call})", "?"
+    shown = jsonable(output)
+    if isinstance(shown, dict):
+        answer = " ".join(
+            f"{k}={v if isinstance(v, str) else short(v, width)}" for k, v in shown.items()
+        )
     else:
-        output = jsonable(step.output)
-        if isinstance(output, dict):
-            answer = " ".join(
-                f"{k}={v if isinstance(v, str) else short(v, width)}" for k, v in output.items()
-            )
-        else:
-            answer = short(output, 60)
-    return f"{step.rule}({arguments})", answer
+        answer = short(shown, 60)
+    return f"{name}({call})", answer
 
 
 def timeline_html(model_name: str, record: ExampleRecord) -> str:

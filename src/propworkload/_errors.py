@@ -6,6 +6,7 @@ The tool's own errors form one tree; each carries the process exit status the CL
      ├── InvalidModel              a model file or class cannot be used     exit 2
      ├── InvalidOption             a run option has a bad value             exit 2
      ├── InvalidTrace              a trace file cannot be read or replayed  exit 2
+     ├── InvalidHistory            a history to check cannot be read        exit 2
      └── TargetError               the service cannot be used               exit 3
           ├── TargetUnreachable    connection refused, DNS, timeout on connect
           └── SetupFailed          a model's reset() hook failed
@@ -23,6 +24,7 @@ from typing import Any
 from ._redact import DEFAULT_REDACT_FIELDS, redact_fields, scrub
 
 __all__ = [
+    "InvalidHistory",
     "InvalidModel",
     "InvalidOption",
     "InvalidTrace",
@@ -51,6 +53,12 @@ class InvalidOption(PropworkloadError):
 class InvalidTrace(PropworkloadError):
     """A trace file is not JSON, not a propworkload trace, of an unknown version, or names
     a model that cannot be found."""
+
+
+class InvalidHistory(PropworkloadError):
+    """A history given to ``propworkload check`` cannot be read (not a format the tool
+    knows, a malformed operation or event), or does not fit the model (an operation it
+    does not have, arguments it does not take)."""
 
 
 class TargetError(PropworkloadError):

@@ -24,7 +24,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import attrs
@@ -34,18 +34,26 @@ from hypothesis import strategies as st
 from ._describe import describe_step
 from ._errors import InvalidModel, InvalidOption, InvariantFailure
 from ._faults import DrawnFaults, Fault, FaultPlan, ScriptedFaults
+from ._linearizability import CheckResult, check_operations
 from ._linearizability import Operation as HistoryOp
-from ._linearizability import check_operations
 from ._model import Model, model_error
 from ._operations import UNKNOWN, Operation, operations_of
 from ._program import Invocation, Program
-from ._record import ExampleRecord, Failure, HistoryCheck, redact_text
+from ._record import ExampleRecord, Failure, HistoryCheck, Step, redact_text
 from ._runtime import RunState, StopRun, counting_into
 from ._spec import Command, Observation, accepting
 from ._text import describe_error, short
 from ._values import UnencodableValue, encode
 
-__all__ = ["PERTURB_MAX", "ProgramShape", "execute_program", "runs_needed"]
+__all__ = [
+    "PERTURB_MAX",
+    "ProgramShape",
+    "check_history",
+    "execute_program",
+    "history_of",
+    "idempotent_commands",
+    "runs_needed",
+]
 
 #: Most operations in a program's prefix and in one client's branch.
 MAX_PER_CLIENT = 3
@@ -440,11 +448,18 @@ def _run_branches(
         raise raised[0]
 
 
-def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> None:
-    """Check the record's history; set its check, counts and failure."""
+def history_of(
+    steps: Sequence[Step], *, idempotent: Container[str] = ()
+) -> tuple[list[HistoryOp], list[int]]:
+    """A program run's steps as the checker's history, and the index of the step each
+    operation comes from: one operation per step (its outcome unknown when it was not
+    answered, or raised), and one more of unknown outcome for each delivery of a step's
+    writes that its client did not see (a lost answer, a reset, a duplicate's copy), unless
+    the command is ``idempotent`` (applied once however often it arrived; its answer tells
+    of that once)."""
     operations: list[HistoryOp] = []
-    steps: list[int] = []
-    for step in record.steps:
+    indexes: list[int] = []
+    for step in steps:
         assert step.client is not None and step.call is not None
         unknown = step.outcome_unknown
         operations.append(
@@ -456,22 +471,45 @@ def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> 
                 output=None if unknown else step.output,
             )
         )
-        steps.append(step.index)
-        operation = operations_of(model_cls).get(step.rule)
-        if isinstance(operation, Command) and operation.idempotent:
-            continue  # applied once however often it arrived; its answer tells of that once
+        indexes.append(step.index)
+        if step.rule in idempotent:
+            continue
         for _ in range(step.hidden_deliveries()):
             operations.append(
                 HistoryOp(
                     client=step.client, input=(step.rule, step.arguments), call=step.call, ret=None
                 )
             )
-            steps.append(step.index)
+            indexes.append(step.index)
+    return operations, indexes
+
+
+def idempotent_commands(model_cls: type[Model]) -> frozenset[str]:
+    """The names of the model's idempotent commands."""
+    return frozenset(
+        name
+        for name, operation in operations_of(model_cls).items()
+        if isinstance(operation, Command) and operation.idempotent
+    )
+
+
+def check_history(
+    model_cls: type[Model], history: Sequence[HistoryOp], *, timeout: float | None
+) -> CheckResult:
+    """Whether ``history`` (each operation's input ``(name, arguments)``) is linearizable
+    with respect to the model's transitions, partitioned as the model says. A transition
+    or partition that raises stops the check with a model error (``StopRun``)."""
+    return check_operations(
+        _Spec(model_cls), history, partition=_partition(model_cls), timeout=timeout
+    )
+
+
+def _check(model_cls: type[Model], record: ExampleRecord, *, timeout: float) -> None:
+    """Check the record's history; set its check, counts and failure."""
+    operations, steps = history_of(record.steps, idempotent=idempotent_commands(model_cls))
     # Markers a transition calls count no orders the checker tries.
     with counting_into(ExampleRecord(number=record.number)):
-        result = check_operations(
-            _Spec(model_cls), operations, partition=_partition(model_cls), timeout=timeout
-        )
+        result = check_history(model_cls, operations, timeout=timeout)
     record.history = HistoryCheck(operations=operations, steps=steps, result=result)
     if result.verdict != "unknown":
         record.invariant_runs["linearizable"] += 1
