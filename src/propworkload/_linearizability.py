@@ -252,17 +252,29 @@ def _left_out(
 
 def _classes(operations: Sequence[Operation]) -> list[int]:
     """A class per operation: operations with equal inputs and outputs (none, when unknown)
-    share one, and the model is asked once per class and state. Unhashable ones stay alone."""
+    share one, and the model is asked once per class and state. Ones whose input or output
+    holds something :func:`_frozen` cannot freeze stay alone."""
     first: dict[Hashable, int] = {}
     classes = []
     for i, op in enumerate(operations):
         try:
-            output = None if op.unknown else op.output
-            key = (op.input, type(op.input), op.unknown, output, type(output))
+            key = (_frozen(op.input), op.unknown, None if op.unknown else _frozen(op.output))
             classes.append(first.setdefault(key, i))
         except TypeError:
             classes.append(i)
     return classes
+
+
+def _frozen(value: Any) -> Hashable:
+    """A hashable key for a value, equal only for equal values of the same types: dicts,
+    lists and tuples (an operation's arguments) are frozen item by item; anything else
+    must have a hash (TypeError if not)."""
+    if isinstance(value, dict):
+        return (dict, frozenset((key, _frozen(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(_frozen(item) for item in value))
+    hash(value)
+    return (type(value), value)
 
 
 class _States:

@@ -380,8 +380,12 @@ class Command(Operation):
                 return False, state
         else:
             checks, after = self.apply(state, output, arguments)
-        accepted = _ACCEPTING.get() or (lambda check: False)
-        return output is UNKNOWN or all(c.holds or accepted(c) for c in checks), after
+        if output is UNKNOWN:
+            return True, after
+        accepted = _ACCEPTING.get()
+        if accepted is None:
+            return all(c.holds for c in checks), after
+        return all(c.holds or accepted(c) for c in checks), after
 
 
 class Observation(Command):
