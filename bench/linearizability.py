@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import platform
 import random
-import re
 import resource
 import sys
 import time
@@ -41,6 +40,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from propworkload._histories import read_porcupine
 from propworkload._linearizability import Operation, check_operations, checker_core
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,58 +69,18 @@ def find_histories() -> Path | None:
     return None
 
 
-_EVENT = re.compile(
-    r":process (?P<process>\d+), :type :(?P<type>\w+), :f :(?P<f>\w+), "
-    r':key "(?P<key>[^"]*)", :value (?:nil|"(?P<value>[^"]*)")'
-)
-
-
-def parse(path: Path) -> list[Operation]:
-    """The operations of a Jepsen history; event positions serve as times."""
-    calls: dict[int, tuple[int, str, str, str | None]] = {}
-    operations: list[tuple[int, Operation]] = []
-    for position, line in enumerate(path.read_text().splitlines()):
-        match = _EVENT.search(line)
-        if match is None:
-            if line.strip():
-                raise ValueError(f"{path}:{position + 1}: not a history event: {line!r}")
-            continue
-        process = int(match["process"])
-        if match["type"] == "invoke":
-            calls[process] = (position, match["f"], match["key"], match["value"])
-            continue
-        start, f, key, value = calls.pop(process)
-        output = match["value"] if f == "get" else None
-        ret: float | None = position if match["type"] == "ok" else None
-        if match["type"] == "fail":
-            continue  # it did not happen
-        operations.append(
-            (
-                start,
-                Operation(
-                    client=process, input=(f, key, value), call=start, ret=ret, output=output
-                ),
-            )
-        )
-    for process, (start, f, key, value) in calls.items():  # never answered: unknown
-        operations.append(
-            (start, Operation(client=process, input=(f, key, value), call=start, ret=None))
-        )
-    operations.sort(key=lambda item: item[0])
-    return [op for _, op in operations]
-
-
 class OneKey:
-    """Porcupine's key-value model for one key (a partition): the state is its value."""
+    """Porcupine's key-value model for one key (a partition): the state is its value. An
+    operation's input is ``(f, {"key": ..., "value": ...})`` as the history reader gives it."""
 
     def init(self) -> str:
         return ""
 
     def step(self, state: str, op: Operation) -> tuple[bool, str]:
-        f, _key, value = op.input
+        f, arguments = op.input
         if f == "get":
             return op.output == state or op.unknown, state
-        return True, value if f == "put" else state + value
+        return True, arguments["value"] if f == "put" else state + arguments["value"]
 
 
 class KeyValue:
@@ -131,12 +91,12 @@ class KeyValue:
         return ()
 
     def step(self, state: tuple[tuple[str, str], ...], op: Operation) -> tuple[bool, Any]:
-        f, key, value = op.input
+        f, arguments = op.input
         current = dict(state)
-        old = current.get(key, "")
+        old = current.get(arguments["key"], "")
         if f == "get":
             return op.unknown or op.output == old, state
-        current[key] = value if f == "put" else old + value
+        current[arguments["key"]] = arguments["value"] if f == "put" else old + arguments["value"]
         return True, tuple(sorted(current.items()))
 
 
@@ -163,7 +123,7 @@ def measure(history: list[Operation], mode: str, core: str) -> tuple[str, float,
         result = check_operations(
             OneKey() if partitioned else KeyValue(),
             history,
-            partition=(lambda op: op.input[1]) if partitioned else None,
+            partition=(lambda op: op.input[1]["key"]) if partitioned else None,
             timeout=TIMEOUT[mode],
             core=name,
             workers=int(processes or 1),
@@ -270,7 +230,7 @@ def main(folder: Path, *, write: bool) -> int:
     rows: list[Row] = []
     wrong = 0
     for path in files:
-        history = parse(path)
+        history = read_porcupine(path).operations
         expected = "ok" if path.stem.endswith("-ok") else "illegal"
         clients = len({op.client for op in history})
         for mode in ("partitioned", "whole"):

@@ -495,6 +495,14 @@ static PyObject *Search_run(Search *s, PyObject *arg) {
         s->steps++;
         if (s->is_call[entry]) {
             int32_t op = s->op_of[entry];
+            int32_t ahead = next[entry];
+            if (ahead >= 0 && s->is_call[ahead]) {
+                /* The scan asks about the next call in this state too, most likely: fetch
+                 * its transition's slot while this one is worked out. */
+                uint64_t key = ((uint64_t)(uint32_t)state << 32) |
+                               (uint32_t)s->op_class[s->op_of[ahead]];
+                __builtin_prefetch(&s->table[table_slot(key) & (s->table_cap - 1)]);
+            }
             int32_t after = transition(s, op, state);
             if (after < -1) {
                 failed = after;
