@@ -1,6 +1,6 @@
 """Races on purpose: what the parallel search's heuristics buy, bug by bug.
 
-Usage: python bench/races.py [--seeds N] [--jobs J] [--no-write]
+Usage: python bench/races.py [--seeds N] [--jobs J] [--per-client N,M] [--no-write]
 
 Every race bug of the sample services (the bugs that need ``--concurrency``) is searched
 for with ``--concurrency 3`` and default settings (100 examples, 20 steps, 120 s budget,
@@ -18,6 +18,12 @@ run`` takes) against the sample service over loopback, in a process of its own. 
 found (the run failed with ``linearizable``), examples and program runs until the first
 failure, seconds to it, and the length the failure shrank to against the bug's known
 minimum. Writes ``bench/results/races.md`` and ``races.json`` with the machine and date.
+
+``--per-client 3,5`` adds an axis: the most operations of a program's prefix and of one
+client's branch (``_parallel.MAX_PER_CLIENT``, set in the worker before each run; without
+the option, the shipped value). Every run also counts the checker's share: the histories
+checked, those whose check came back unknown (timed out: "unchecked"), and the seconds the
+checks took, up to the first failure and in the whole run (shrinking included).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bugzoo import machine  # noqa: E402
 
+from propworkload import _parallel  # noqa: E402
 from propworkload._engine import RunConfig, run_model  # noqa: E402
 from propworkload._events import Event, ExampleFinished, FailureFound  # noqa: E402
 from propworkload._loader import load_model  # noqa: E402
@@ -52,6 +59,24 @@ VARIANTS = {
     "no-mirror": {"perturb": True, "mirror": False},
     "neither": {"perturb": False, "mirror": False},
 }
+
+
+#: The shipped bound on a client's operations, restored in a worker for a run without
+#: ``--per-client`` (workers run many jobs).
+SHIPPED_PER_CLIENT = _parallel.MAX_PER_CLIENT
+
+#: The checks of the run in progress in this worker: (verdict, seconds, operations).
+_CHECKS: list[tuple[str, float, int]] = []
+_check_operations = _parallel.check_operations
+
+
+def _counting_check(spec: Any, history: Any, **options: Any) -> Any:
+    result = _check_operations(spec, history, **options)
+    _CHECKS.append((result.verdict, result.seconds, len(history)))
+    return result
+
+
+_parallel.check_operations = _counting_check  # type: ignore[assignment]
 
 
 def race_bugs() -> list[tuple[str, Bug]]:
@@ -75,10 +100,12 @@ KINTO_RACE = Bug(
 )
 
 
-def run_once(job: tuple[str, str, int, str]) -> dict[str, Any]:
-    """One run: ``(service, bug, seed, variant)``, against a service of its own (or, for
-    ``kinto=URL``, against the Kinto at URL)."""
-    service, bug_name, seed, variant = job
+def run_once(job: tuple[str, str, int, str, int | None]) -> dict[str, Any]:
+    """One run: ``(service, bug, seed, variant, per_client)``, against a service of its
+    own (or, for ``kinto=URL``, against the Kinto at URL); ``per_client`` None is the
+    shipped bound."""
+    service, bug_name, seed, variant, per_client = job
+    _parallel.MAX_PER_CLIENT = SHIPPED_PER_CLIENT if per_client is None else per_client
     if service.startswith("kinto="):
         return _run(
             ROOT / "models" / "real" / "kinto.py",
@@ -99,6 +126,7 @@ def _run(
     model, path = load_model(str(model_file))
     seen = {"examples": 0, "runs": 0}
     first: dict[str, Any] = {}
+    _CHECKS.clear()
     started = time.monotonic()
 
     def listen(event: Event) -> None:
@@ -108,6 +136,7 @@ def _run(
                 examples=seen["examples"] + 1,
                 runs=seen["runs"] + event.example.runs,
                 seconds=round(time.monotonic() - started, 2),
+                checks=len(_CHECKS),
             )
         elif isinstance(event, ExampleFinished) and not first:
             seen["examples"] += 1
@@ -125,11 +154,13 @@ def _run(
     result = run_model(model, config, listeners=[listen])
     failure = result.failure
     found = failure is not None and failure.invariant == bug.invariant
+    before = _CHECKS[: first.get("checks", len(_CHECKS))]
     return {
         "service": service,
         "bug": bug.name,
         "seed": seed,
         "variant": variant,
+        "per_client": _parallel.MAX_PER_CLIENT,
         "found": found,
         "examples_to_failure": first.get("examples"),
         "runs_to_failure": first.get("runs"),
@@ -137,11 +168,42 @@ def _run(
         "shrunk": result.example.size if found and result.example else None,
         "minimal": bug.minimal_steps,
         "seconds": round(time.monotonic() - started, 2),
+        # The checker's share: up to the first failure (or the whole run without one),
+        # and in the whole run.
+        "checks_to_failure": len(before),
+        "unchecked_to_failure": sum(1 for c in before if c[0] == "unknown"),
+        "check_seconds_to_failure": round(sum(c[1] for c in before), 4),
+        "mean_operations_to_failure": (
+            round(statistics.mean(c[2] for c in before), 2) if before else None
+        ),
+        "checks": len(_CHECKS),
+        "unchecked": sum(1 for c in _CHECKS if c[0] == "unknown"),
+        "check_seconds": round(sum(c[1] for c in _CHECKS), 4),
+        "longest_check_seconds": round(max((c[1] for c in _CHECKS), default=0.0), 4),
     }
 
 
 def variants_in(rows: list[dict[str, Any]]) -> list[str]:
     return [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+
+
+def settings_in(rows: list[dict[str, Any]], per_client: bool) -> list[tuple[str, int | None]]:
+    """The settings the rows ran: (variant, per-client bound), the bound None when it was
+    not an axis."""
+    bounds = sorted({r.get("per_client") for r in rows}) if per_client else [None]
+    return [(v, n) for v in variants_in(rows) for n in bounds]
+
+
+def _label(setting: tuple[str, int | None]) -> str:
+    variant, bound = setting
+    return variant if bound is None else f"{variant}, {bound} per client"
+
+
+def _of(rows: list[dict[str, Any]], setting: tuple[str, int | None]) -> list[dict[str, Any]]:
+    variant, bound = setting
+    return [
+        r for r in rows if r["variant"] == variant and (bound is None or r["per_client"] == bound)
+    ]
 
 
 def _median(values: list[Any]) -> Any:
@@ -156,6 +218,8 @@ def write(
     jobs: int,
     name: str,
     bugs: list[tuple[str, Bug]],
+    per_client: list[int] | None = None,
+    only: str | None = None,
 ) -> None:
     last = first + seeds - 1
     options = f" --first-seed {first}" if first != 1 else ""
@@ -172,6 +236,17 @@ def write(
     )
     if len(ran) < len(VARIANTS):
         options += f" --variants {','.join(ran)}"
+    if only:
+        options += f" --bugs {only}"
+        what = "The race bugs " + ", ".join(f"`{bug.name}`" for _, bug in bugs)
+    bounds = ""
+    if per_client:
+        options += f" --per-client {','.join(map(str, per_client))}"
+        bounds = (
+            f" and at most {', '.join(map(str, per_client))} operations per client (prefix "
+            f"included; {SHIPPED_PER_CLIENT} ships)"
+        )
+    settings = settings_in(rows, bool(per_client))
     lines = [
         "# Races on purpose: the parallel search's heuristics",
         "",
@@ -179,7 +254,7 @@ def write(
         f"Reproduce with `python bench/races.py --seeds {seeds} --jobs {jobs}{options}`. "
         f"Raw runs: [{name}.json]({name}.json).",
         "",
-        f"{what}, `--concurrency 3` with default settings, seeds "
+        f"{what}, `--concurrency 3` with default settings{bounds}, seeds "
         f"{first}..{last}, no failure database; {len(ran)} of the four variants of the search "
         "(see the script): `both` is what ships. Examples and runs are counted up to the "
         "first failure (medians over the runs that found the bug); minimal: shrunk to the "
@@ -190,13 +265,12 @@ def write(
         "median s to failure |",
         "|---|---|---|---|---|---|",
     ]
-    variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
-    for variant in variants:
-        mine = [r for r in rows if r["variant"] == variant]
+    for setting in settings:
+        mine = _of(rows, setting)
         found = [r for r in mine if r["found"]]
         minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
         lines.append(
-            f"| {variant} | {len(found)}/{len(mine)} | {minimal}/{len(found)} | "
+            f"| {_label(setting)} | {len(found)}/{len(mine)} | {minimal}/{len(found)} | "
             f"{_median([r['examples_to_failure'] for r in found])} | "
             f"{_median([r['runs_to_failure'] for r in found])} | "
             f"{_median([r['seconds_to_failure'] for r in found])} |"
@@ -205,25 +279,76 @@ def write(
         "",
         "Per bug (found / minimal, median examples to the first failure):",
         "",
-        "| bug | " + " | ".join(variants) + " |",
-        "|---|" + "---|" * len(variants),
+        "| bug | " + " | ".join(map(_label, settings)) + " |",
+        "|---|" + "---|" * len(settings),
     ]
     for service, bug in bugs:
         cells = []
-        for variant in variants:
-            mine = [r for r in rows if r["bug"] == bug.name and r["variant"] == variant]
+        for setting in settings:
+            mine = [r for r in _of(rows, setting) if r["bug"] == bug.name]
             found = [r for r in mine if r["found"]]
             minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
             examples = _median([r["examples_to_failure"] for r in found])
             cells.append(f"{len(found)}/{len(mine)} / {minimal}, {examples}")
         where = "kinto" if service.startswith("kinto=") else service
         lines.append(f"| {where}/{bug.name} | " + " | ".join(cells) + " |")
+    if per_client:
+        lines += _per_bug_detail(rows, bugs, settings)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"{name}.json").write_text(
         json.dumps({"date": date.today().isoformat(), "machine": machine(), "runs": rows}, indent=1)
         + "\n"
     )
+
+
+def _per_bug_detail(
+    rows: list[dict[str, Any]], bugs: list[tuple[str, Bug]], settings: list[tuple[str, int | None]]
+) -> list[str]:
+    """Per bug and setting: what the search took to the first failure (median and mean
+    over the runs that found it), how long programs were, and the checker's share."""
+    lines = [
+        "",
+        "Per bug and setting (median / mean over the runs that found the bug): examples, "
+        "program runs and seconds to the first failure; ops: operations of a checked "
+        "history up to the first failure, on average (the final observations included); "
+        "run s: the whole run, shrinking included. The checker over every run (shrinking "
+        "included): histories checked, those whose check came back unknown (timed out: "
+        "unchecked), its milliseconds per run (mean) and its longest check.",
+        "",
+        "| bug | setting | found | minimal | examples | runs | s to failure | ops | run s | "
+        "checks | unknown | check ms per run | longest check ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def pair(values: list[Any], digits: int) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{statistics.median(values):.{digits}f} / {statistics.mean(values):.{digits}f}"
+
+    for service, bug in bugs:
+        where = "kinto" if service.startswith("kinto=") else service
+        for setting in settings:
+            mine = [r for r in _of(rows, setting) if r["bug"] == bug.name]
+            found = [r for r in mine if r["found"]]
+            minimal = sum(1 for r in found if r["shrunk"] == r["minimal"])
+            ops = [r["mean_operations_to_failure"] for r in mine if r.get("checks")]
+            check_ms = [r["check_seconds"] * 1000 for r in mine if "checks" in r]
+            longest = max((r.get("longest_check_seconds", 0.0) for r in mine), default=0.0)
+            lines.append(
+                f"| {where}/{bug.name} | {_label(setting)} | {len(found)}/{len(mine)} | "
+                f"{minimal}/{len(found)} | "
+                f"{pair([r['examples_to_failure'] for r in found], 1)} | "
+                f"{pair([r['runs_to_failure'] for r in found], 1)} | "
+                f"{pair([r['seconds_to_failure'] for r in found], 2)} | "
+                f"{statistics.mean(ops) if ops else 0:.2f} | "
+                f"{pair([r['seconds'] for r in mine], 1)} | "
+                f"{sum(r.get('checks', 0) for r in mine)} | "
+                f"{sum(r.get('unchecked', 0) for r in mine)} | "
+                f"{statistics.mean(check_ms) if check_ms else 0:.0f} | {longest * 1000:.0f} |"
+            )
+    return lines
 
 
 def main() -> int:
@@ -235,6 +360,15 @@ def main() -> int:
     parser.add_argument("--output", default="races", help="results file name, in results/")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--per-client",
+        metavar="N[,M...]",
+        help="the most operations per client (and in the prefix) to run with, an axis "
+        f"(default: the shipped {SHIPPED_PER_CLIENT}, not an axis)",
+    )
+    parser.add_argument(
+        "--bugs", metavar="NAME[,NAME...]", help="only these race bugs (default: all of them)"
+    )
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
         "--kinto",
@@ -244,12 +378,24 @@ def main() -> int:
     )
     args = parser.parse_args()
     variants = args.variants.split(",")
+    per_client = [int(n) for n in args.per_client.split(",")] if args.per_client else None
+    if per_client and min(per_client) < 1:
+        parser.error("--per-client: at least 1")
     bugs = [(f"kinto={args.kinto}", KINTO_RACE)] if args.kinto else race_bugs()
+    if args.bugs:
+        names = args.bugs.split(",")
+        unknown = sorted(set(names) - {bug.name for _, bug in bugs})
+        if unknown:
+            parser.error(f"--bugs: no race bug {unknown[0]!r}")
+        bugs = [(service, bug) for service, bug in bugs if bug.name in names]
+    # The bounds innermost: the runs they are compared in run side by side, under the same
+    # load.
     jobs = [
-        (service, bug.name, seed, variant)
+        (service, bug.name, seed, variant, bound)
         for service, bug in bugs
         for variant in variants
         for seed in range(args.first_seed, args.first_seed + args.seeds)
+        for bound in per_client or [None]
     ]
     rows = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -257,7 +403,9 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     if not args.no_write:
-        write(rows, args.first_seed, args.seeds, args.jobs, args.output, bugs)
+        write(
+            rows, args.first_seed, args.seeds, args.jobs, args.output, bugs, per_client, args.bugs
+        )
     return 0
 
 
