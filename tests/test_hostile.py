@@ -612,11 +612,15 @@ def test_random_options_get_a_documented_status_and_no_traceback(
         Path(files["not_python"]).write_text("hello\x00\n")
         monkeypatch.chdir(tmp_path)  # where `new` writes
 
+        # Some commands drawn run the engine, whose own @given then runs inside this one
+        # (Hypothesis's nested_given health check, where it has one, failed on such seeds).
+        nested = [check for check in HealthCheck if check.name == "nested_given"]
+
         @settings(
             max_examples=250,
             deadline=None,
             database=None,
-            suppress_health_check=[HealthCheck.too_slow],
+            suppress_health_check=[HealthCheck.too_slow, *nested],
         )
         @given(argv=_argv(port, files))
         def check(argv: list[str]) -> None:
