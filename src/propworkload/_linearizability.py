@@ -265,16 +265,23 @@ def _classes(operations: Sequence[Operation]) -> list[int]:
     return classes
 
 
+#: Types whose values are their own key (beside their type, since 1 == 1.0 == True).
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def _frozen(value: Any) -> Hashable:
     """A hashable key for a value, equal only for equal values of the same types: dicts,
     lists and tuples (an operation's arguments) are frozen item by item; anything else
     must have a hash (TypeError if not)."""
-    if isinstance(value, dict):
-        return (dict, frozenset((key, _frozen(item)) for key, item in value.items()))
-    if isinstance(value, list | tuple):
-        return (type(value), tuple(_frozen(item) for item in value))
+    kind = type(value)
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is dict:
+        return (dict, frozenset([(key, _frozen(item)) for key, item in value.items()]))
+    if kind is tuple or kind is list:
+        return (kind, tuple([_frozen(item) for item in value]))
     hash(value)
-    return (type(value), value)
+    return (kind, value)
 
 
 class _States:
