@@ -101,6 +101,40 @@ def test_porcupine_histories_get_porcupines_verdicts(
     assert any(line.startswith("INVARIANT FAIL linearizable ") for line in result.lines) != ok
 
 
+@pytest.mark.parametrize("name", ["c10-ok", "c10-bad"])
+def test_a_long_history_is_checked_in_processes_with_the_same_outcome(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From PARALLEL_CHECK_FROM operations, partitions are checked in a process per core:
+    the same verdict, and for a linearizable history the same output and timeline as in
+    one process. (Which illegal key is named first may differ: c10-bad has several.)"""
+    from propworkload import _commands, _linearizability
+
+    forked: list[int] = []
+    in_processes = _linearizability._in_processes
+
+    def counting(*args: Any) -> Any:
+        forked.append(args[-1])
+        return in_processes(*args)
+
+    monkeypatch.setattr(_linearizability, "_in_processes", counting)
+    monkeypatch.setattr(_commands.os, "cpu_count", lambda: 2)
+    path = DATA / f"{name}.txt"
+    one = check(path, "--model", KV_MODEL, "--timeline", tmp_path / "one.html")
+    assert forked == []  # 405 operations at most: below the threshold
+    monkeypatch.setattr(_commands, "PARALLEL_CHECK_FROM", 10)
+    two = check(path, "--model", KV_MODEL, "--timeline", tmp_path / "two.html")
+    assert forked == [2]
+    assert two.code == one.code == (0 if name.endswith("-ok") else 1)
+    assert verdict(two) == verdict(one)
+    if name.endswith("-ok"):
+        assert two.lines[:-2] == one.lines[:-2]  # all but the timeline path and the seconds
+        pages = [(tmp_path / f"{n}.html").read_text() for n in ("one", "two")]
+        assert pages[0].replace("one.html", "") == pages[1].replace("two.html", "")
+    else:
+        assert two.lines[1].startswith("INVARIANT FAIL linearizable expected=linearizable")
+
+
 def test_the_failure_names_the_first_operation_that_fits_no_order(tmp_path: Path) -> None:
     """The single client of c01-bad appends "x 0 0 y" and then "x 0 3 y" to key 7, then
     reads only the first: that read (invoked on line 59) fits no order. The timeline shows

@@ -496,7 +496,11 @@ def idempotent_commands(model_cls: type[Model]) -> frozenset[str]:
 
 
 def check_history(
-    model_cls: type[Model], history: Sequence[HistoryOp], *, timeout: float | None
+    model_cls: type[Model],
+    history: Sequence[HistoryOp],
+    *,
+    timeout: float | None,
+    workers: int = 1,
 ) -> CheckResult:
     """Whether ``history`` (each operation's input ``(name, arguments)``) is linearizable
     with respect to the model's transitions, partitioned as the model says. A transition
@@ -506,7 +510,11 @@ def check_history(
     accepts = accepting(model_cls._pw_accepts) if model_cls.accepted else contextlib.nullcontext()
     with accepts:
         return check_operations(
-            _Spec(model_cls), history, partition=_partition(model_cls), timeout=timeout
+            _Spec(model_cls),
+            history,
+            partition=_partition(model_cls),
+            timeout=timeout,
+            workers=workers,
         )
 
 
