@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAYMENTS_MODEL, Completed, in_process, read_until, spawn_cli
+from conftest import PAYMENTS_MODEL, Completed, in_process, read_until, run_command, spawn_cli
 from propworkload import _commands
 from propworkload._record import ExampleRecord, Failure
 from propworkload._signals import handling_signals
@@ -70,6 +70,27 @@ def test_terminated_explore_reports_stopped_not_passed(payments: Service, tmp_pa
     assert out.splitlines()[-1].startswith("SUMMARY stopped "), out
     data = json.loads(report.read_text())
     assert (data["result"], data["stopped"]) == ("stopped", "terminated")
+
+
+def test_terminated_replay_exits_143(payments: Service, tmp_path: Path) -> None:
+    """Replay stopped by SIGTERM between its runs: 143 and one line saying so (click took
+    the stop for Ctrl-C: 130, "error: interrupted")."""
+    with payments("retry-after-refund") as url:
+        found = run_command(
+            ["-m", "propworkload", "run", str(PAYMENTS_MODEL), "--url", url, "--seed", "3"],
+            env={"PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        )
+        assert found.code == 1, found.out
+        trace = next((tmp_path / "traces").glob("*.json"))
+        proc = spawn_cli(
+            ["replay", str(trace), "--url", url, "--repeat", "100000"],
+            env={"PROPWORKLOAD_ARTIFACTS": str(tmp_path)},
+        )
+        read_until(proc, "run 2/")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert err.strip() == "propworkload: error: terminated", err
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -378,6 +378,14 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _stopped(stop: StopRun) -> NoReturn:
+    """The end of a command a stop cut short: its model error if that is what it was,
+    else the signal's status (143 for SIGTERM, 130 for Ctrl-C)."""
+    if stop.error is not None:
+        _fail(str(stop.error), stop.error.exit_code)
+    _fail(stop.reason, STATUS.get(stop.reason, 130))
+
+
 def _invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> NoReturn:
     try:
         code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
@@ -391,8 +399,13 @@ def _invoke(command: click.Command, argv: Sequence[str] | None, prog_name: str) 
         _fail(exc.format_message(), exc.exit_code)
     except StopRun as stop:
         # Stopped before a run had started (it reports the stop itself once started).
-        _fail(stop.reason, STATUS.get(stop.reason, 130))
-    except click.Abort:
+        _stopped(stop)
+    except click.Abort as exc:
+        # click turns a KeyboardInterrupt leaving a command (a StopRun is one: replay
+        # stopped by SIGTERM) into Abort; the stop it was still decides the status.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, StopRun):
+            _stopped(cause)
         _fail("interrupted", 130)
     except PropworkloadError as exc:
         _fail(str(exc), exc.exit_code)
